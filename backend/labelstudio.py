@@ -1,0 +1,127 @@
+"""Label Studio API client for lensguard's own calls: projects, ML backend connection, imports, predictions."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import httpx
+from label_studio_sdk import LabelStudio
+
+from backend.ls_auth import LabelStudioAuth
+
+log = logging.getLogger(__name__)
+
+
+class LabelStudioError(RuntimeError):
+    pass
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
+        self.url = url.rstrip("/")
+        self.auth = LabelStudioAuth(self.url, api_key)
+        try:
+            self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        except Exception as exc:  # the SDK refreshes a personal access token at construction
+            raise LabelStudioError(f"cannot authenticate to Label Studio at {self.url}: {exc}") from exc
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"LabelStudioClient({self.url!r})"
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, headers=self.auth.header(), **kwargs)
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(f"Label Studio at {self.url} unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise LabelStudioError(f"{method} {path} -> HTTP {response.status_code}: {response.text[:500]}")
+        return response
+
+    # projects -------------------------------------------------------------------------------------------
+    def find_project(self, title: str) -> dict | None:
+        for project in self.request("GET", "/api/projects", params={"page_size": 1000}).json()["results"]:
+            if project["title"] == title:
+                return project
+        return None
+
+    def ensure_project(self, title: str, label_config: str, **fields) -> tuple[dict, bool]:
+        """(project, created): reuse a project of that title, updating its config if it changed."""
+        existing = self.find_project(title)
+        if existing is None:
+            project = self.sdk.projects.create(title=title, label_config=label_config, **fields)
+            return self.project(project.id), True
+        if existing.get("label_config", "").strip() != label_config.strip():
+            self.request("PATCH", f"/api/projects/{existing['id']}", json={"label_config": label_config})
+        return self.project(existing["id"]), False
+
+    def project(self, project_id: int) -> dict:
+        return self.request("GET", f"/api/projects/{project_id}").json()
+
+    def update_project(self, project_id: int, **fields) -> dict:
+        return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
+
+    # ML backend -----------------------------------------------------------------------------------------
+    def ensure_ml_backend(
+        self,
+        project_id: int,
+        url: str,
+        title: str = "lensguard",
+        basic_auth: tuple[str, str] | None = None,
+    ) -> dict:
+        """Connect the backend at `url` to the project (Label Studio checks /health and /setup first)."""
+        for backend in self.request("GET", "/api/ml", params={"project": project_id}).json():
+            if backend["url"].rstrip("/") == url.rstrip("/"):
+                return backend
+        body: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False}
+        if basic_auth:
+            body |= {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        return self.request("POST", "/api/ml", json=body).json()
+
+    # tasks and predictions ------------------------------------------------------------------------------
+    def upload_images(self, project_id: int, paths: Iterable[Path], batch: int = 50) -> int:
+        """Upload image files as tasks; returns how many tasks were created."""
+        created = 0
+        paths = list(paths)
+        for start in range(0, len(paths), batch):
+            files = [
+                ("files", (p.name, p.read_bytes(), mimetypes.guess_type(p.name)[0] or "application/octet-stream"))
+                for p in paths[start : start + batch]
+            ]
+            response = self.request("POST", f"/api/projects/{project_id}/import", files=files)
+            created += int(response.json().get("task_count", 0))
+        return created
+
+    def tasks(self, project_id: int) -> list[dict]:
+        tasks, page = [], 1
+        while True:
+            response = self._http.get(
+                "/api/tasks",
+                params={"project": project_id, "page": page, "page_size": 500, "fields": "all"},
+                headers=self.auth.header(),
+            )
+            if response.status_code == 404:  # past the last page
+                return tasks
+            if response.status_code >= 400:
+                raise LabelStudioError(f"GET /api/tasks -> HTTP {response.status_code}: {response.text[:300]}")
+            body = response.json()
+            tasks.extend(body["tasks"])
+            if len(tasks) >= body.get("total", 0) or not body["tasks"]:
+                return tasks
+            page += 1
+
+    def retrieve_predictions(self, project_id: int, task_ids: Sequence[int] | None = None) -> None:
+        """Ask Label Studio to call the ML backend for these tasks (all tasks when None)."""
+        selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": list(task_ids)}
+        self.request(
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": project_id},
+            json={"selectedItems": selected},
+        )
+
+    def predictions(self, project_id: int) -> list[dict]:
+        return self.request("GET", "/api/predictions", params={"project": project_id}).json()

@@ -1,0 +1,141 @@
+"""Start and stop local Label Studio and lensguard processes (the `up` command and the end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Label Studio refuses ML-backend and webhook URLs on loopback/private networks unless told otherwise; a local
+# backend (or a docker-compose service name) needs both switches.
+LOCAL_BACKEND_ENV = {"ML_BLOCK_LOCAL_IP": "false", "USE_DEFAULT_BANNED_SUBNETS": "false"}
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def label_studio_binary() -> Path:
+    candidates = [os.environ.get("LENSGUARD_LABEL_STUDIO_BIN"), REPO_ROOT / ".venv-ls" / "bin" / "label-studio"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    found = shutil.which("label-studio")
+    if found:
+        return Path(found)
+    raise LaunchError(
+        "label-studio is not installed: run scripts/bootstrap.sh (it installs Label Studio into .venv-ls) "
+        "or set LENSGUARD_LABEL_STUDIO_BIN"
+    )
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise LaunchError(f"{url} process exited with code {process.returncode}\n{tail}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise LaunchError(f"{url}/health not healthy after {timeout:.0f}s" + (f" (log: {log})" if log else ""))
+
+
+@dataclass
+class LabelStudioLogin:
+    url: str
+    username: str
+    password: str
+    token: str  # legacy token of the first user
+
+
+def start_label_studio(
+    port: int, data_dir: Path, login: LabelStudioLogin, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **LOCAL_BACKEND_ENV,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LATEST_VERSION_CHECK": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        **(extra_env or {}),
+    }
+    for stray in ("USERNAME", "PASSWORD", "LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USER_TOKEN"):
+        env.pop(stray, None)
+    command = [
+        str(label_studio_binary()),
+        "start",
+        "--no-browser",
+        "--port",
+        str(port),
+        "--username",
+        login.username,
+        "--password",
+        login.password,
+        "--user-token",
+        login.token,
+        "--enable-legacy-api-token",
+    ]
+    log_file = log_path.open("ab")
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def start_backend(port: int, env: dict[str, str], log_path: Path, host: str = "127.0.0.1") -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", host, "--port", str(port)]
+    log_file = log_path.open("ab")
+    return subprocess.Popen(
+        command,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen | None, timeout: float = 15) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
+def personal_access_token(url: str, legacy_token: str, store: Path) -> str:
+    """A personal access token (Label Studio's current token flow), created once and kept in `store`."""
+    if store.is_file() and store.read_text().strip():
+        return store.read_text().strip()
+    response = httpx.post(f"{url}/api/token/", headers={"Authorization": f"Token {legacy_token}"}, timeout=30)
+    if response.status_code == 409:
+        raise LaunchError(f"a personal access token exists already but {store} is missing: revoke it in Label Studio")
+    if response.status_code >= 400:
+        raise LaunchError(f"could not create a personal access token: HTTP {response.status_code}")
+    token = response.json()["token"]
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(token)
+    store.chmod(0o600)
+    return token

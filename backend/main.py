@@ -1,0 +1,8 @@
+"""ASGI entry point: `uvicorn backend.main:app`."""
+
+import logging
+
+from backend.app import create_app
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+app = create_app()

@@ -1,0 +1,77 @@
+"""The serving flow: tasks -> image URLs -> bytes -> verdicts -> Label Studio predictions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from backend.images import ImageFetcher
+from backend.label_config import SoilingTags, parse_soiling_config
+from backend.regions import prediction_for
+from models.pipeline import SoilingPipeline
+
+log = logging.getLogger(__name__)
+
+
+class TaskError(Exception):
+    """A problem with one task's data; the rest of the batch is still predicted."""
+
+
+def image_url(task: dict, tags: SoilingTags) -> str:
+    data = task.get("data") or {}
+    url = data.get(tags.image_key)
+    if not isinstance(url, str) or not url:
+        raise TaskError(f"task {task.get('id')} has no '{tags.image_key}' field with an image URL")
+    return url
+
+
+class PredictionService:
+    def __init__(self, pipeline: SoilingPipeline, fetcher: ImageFetcher, type_threshold: float = 0.3):
+        self.pipeline = pipeline
+        self.fetcher = fetcher
+        self.type_threshold = type_threshold
+        self._model_lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+        self.seconds_total = 0.0
+
+    @property
+    def model_version(self) -> str:
+        return self.pipeline.scorer.version
+
+    def predict(self, tasks: Sequence[dict], label_config: str) -> list[dict]:
+        """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
+        started = time.perf_counter()
+        tags = parse_soiling_config(label_config)
+        outcomes: list[object] = []
+        for task in tasks:
+            try:
+                outcomes.append(image_url(task, tags))
+            except TaskError as exc:
+                outcomes.append(exc)
+        wanted = [i for i, o in enumerate(outcomes) if isinstance(o, str)]
+        for i, fetched in zip(wanted, self.fetcher.fetch_many([outcomes[i] for i in wanted]), strict=True):
+            outcomes[i] = fetched
+        readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes)]
+        with self._model_lock:
+            scores = self.pipeline.score([outcomes[i] for i in readable], tags.type_labels)
+        for i, score in zip(readable, scores, strict=True):
+            outcomes[i] = score
+        version = self.model_version
+        predictions = []
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("task %s: %s", task.get("id"), outcome)
+                self.counters["tasks_failed"] += 1
+                predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
+                continue
+            prediction = prediction_for(tags, outcome, version, self.type_threshold)
+            if task.get("id") is not None:
+                prediction["task"] = task["id"]
+            predictions.append(prediction)
+            self.counters["tasks_predicted"] += 1
+        self.counters["predict_requests"] += 1
+        self.seconds_total += time.perf_counter() - started
+        return predictions

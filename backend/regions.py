@@ -1,0 +1,65 @@
+"""Turn a frame's verdict into a Label Studio prediction for the project's own tags."""
+
+from __future__ import annotations
+
+from backend.label_config import SoilingTags
+from models.zero_shot.scorer import ZeroShotResult
+
+
+def likely_types(type_scores: dict[str, float], threshold: float) -> list[str]:
+    """The best type always, plus any other scoring at least `threshold`, best first."""
+    ranked = sorted(type_scores, key=type_scores.__getitem__, reverse=True)
+    return [label for i, label in enumerate(ranked) if i == 0 or type_scores[label] >= threshold]
+
+
+def explanation_text(result: ZeroShotResult, types: list[str], source: str) -> str:
+    verdict = "dirty" if result.is_dirty else "clean"
+    text = f"{source}: lens {verdict}, P(dirty)={result.p_dirty:.2f}, uncertainty={result.uncertainty:.2f}"
+    if types:
+        text += "; likely " + ", ".join(f"{t} ({result.type_scores[t]:.2f})" for t in types)
+    return text
+
+
+def prediction_for(
+    tags: SoilingTags,
+    result: ZeroShotResult,
+    model_version: str,
+    type_threshold: float = 0.3,
+    source: str = "zero-shot CLIP",
+) -> dict:
+    """`score` is the confidence 1 - uncertainty: ascending order puts the most uncertain frames first."""
+    label = tags.dirty_label if result.is_dirty else tags.clean_label
+    choice_score = result.p_dirty if result.is_dirty else 1.0 - result.p_dirty
+    regions: list[dict] = [
+        {
+            "id": "soiling",
+            "from_name": tags.soiling,
+            "to_name": tags.image,
+            "type": "choices",
+            "value": {"choices": [label]},
+            "score": round(choice_score, 6),
+        }
+    ]
+    types = likely_types(result.type_scores, type_threshold) if result.is_dirty else []
+    if tags.soiling_type and types:
+        regions.append(
+            {
+                "id": "soiling_type",
+                "from_name": tags.soiling_type,
+                "to_name": tags.image,
+                "type": "choices",
+                "value": {"choices": types},
+                "score": round(result.type_scores[types[0]], 6),
+            }
+        )
+    if tags.explanation:
+        regions.append(
+            {
+                "id": "explanation",
+                "from_name": tags.explanation,
+                "to_name": tags.image,
+                "type": "textarea",
+                "value": {"text": [explanation_text(result, types, source)]},
+            }
+        )
+    return {"result": regions, "score": round(result.confidence, 6), "model_version": model_version}

@@ -1,0 +1,75 @@
+"""Build the serving components from settings; a missing model becomes a reported error, not a crash."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from backend.images import ImageFetcher
+from backend.ls_auth import LabelStudioAuth
+from backend.prediction_service import PredictionService
+from backend.settings import Settings
+from models.embedding_cache import EmbeddingCache
+from models.pipeline import SoilingPipeline
+from models.zero_shot import (
+    PromptSetError,
+    WeightsUnavailableError,
+    ZeroShotConfig,
+    create_zero_shot_scorer,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Serving:
+    settings: Settings
+    service: PredictionService | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    label_configs: dict[str, str] = field(default_factory=dict)  # project id -> config from /setup
+
+
+def build_fetcher(settings: Settings) -> ImageFetcher:
+    key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
+    return ImageFetcher(
+        settings.label_studio_url,
+        LabelStudioAuth(settings.label_studio_url, key) if key else None,
+        allowed_hosts=settings.allowed_image_hosts,
+        max_bytes=settings.max_image_bytes,
+        timeout=settings.image_fetch_timeout,
+        threads=settings.fetch_threads,
+    )
+
+
+def build_serving(settings: Settings) -> Serving:
+    serving = Serving(settings=settings)
+    try:
+        scorer = create_zero_shot_scorer(
+            ZeroShotConfig(
+                model_name=settings.clip_model,
+                pretrained=settings.clip_pretrained,
+                prompt_set=settings.prompt_set,
+                allow_random_weights=settings.allow_random_weights,
+                device=settings.device,
+                batch_size=settings.batch_size,
+            )
+        )
+    except (WeightsUnavailableError, PromptSetError, ValueError) as exc:
+        serving.error = str(exc)
+        log.error("lensguard cannot serve predictions: %s", exc)
+        return serving
+    serving.warnings.extend(scorer.clip.warnings)
+    if scorer.clip.random_weights:
+        serving.warnings.append(f"{settings.clip_model} has RANDOM weights: predictions are meaningless")
+    if not settings.label_studio_api_key:
+        serving.warnings.append(
+            "LENSGUARD_LABEL_STUDIO_API_KEY is not set: images stored in Label Studio cannot be fetched"
+        )
+    for warning in serving.warnings:
+        log.warning(warning)
+    cache = EmbeddingCache(settings.embedding_cache_path)
+    pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
+    serving.service = PredictionService(pipeline, build_fetcher(settings), settings.type_threshold)
+    log.info("serving %s on %s", scorer.version, scorer.clip.device)
+    return serving

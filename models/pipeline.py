@@ -1,0 +1,92 @@
+"""Image bytes -> zero-shot verdicts: decode in threads, reuse cached embeddings, encode only what is new."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from models.embedding_cache import EmbeddingCache, content_hash
+from models.zero_shot.scorer import ZeroShotResult, ZeroShotScorer
+
+log = logging.getLogger(__name__)
+
+
+class ImageDecodeError(ValueError):
+    pass
+
+
+@dataclass
+class PipelineStats:
+    images: int = 0
+    cache_hits: int = 0
+    encoded: int = 0
+    failed: int = 0
+
+
+def decode_for(scorer: ZeroShotScorer, data: bytes, max_pixels: int) -> np.ndarray:
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(f"image is {width}x{height}, over the limit of {max_pixels} pixels")
+        return scorer.preprocess(image)
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"not a readable image ({exc})") from exc
+
+
+class SoilingPipeline:
+    def __init__(
+        self,
+        scorer: ZeroShotScorer,
+        cache: EmbeddingCache | None,
+        max_pixels: int = 50_000_000,
+        decode_threads: int = 4,
+    ):
+        self.scorer = scorer
+        self.cache = cache
+        self.max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
+        self.stats = PipelineStats()
+
+    def embed(self, images: Sequence[bytes]) -> list[np.ndarray | Exception]:
+        encoder = self.scorer.encoder_identity
+        hashes = [content_hash(data) for data in images]
+        cached = self.cache.get_many(encoder, hashes) if self.cache else {}
+        todo = {h: data for h, data in zip(hashes, images, strict=True) if h not in cached}
+        decoded = dict(zip(todo, self._pool.map(self._decode_or_error, todo.values()), strict=True))
+        ready = {h: px for h, px in decoded.items() if not isinstance(px, Exception)}
+        if ready:
+            vectors = self.scorer.encode_images(list(ready.values()))
+            fresh = dict(zip(ready, vectors, strict=True))
+            if self.cache:
+                self.cache.put_many(encoder, fresh)
+            cached.update(fresh)
+        self.stats.images += len(images)
+        self.stats.cache_hits += len(images) - len(todo)
+        self.stats.encoded += len(ready)
+        self.stats.failed += len(todo) - len(ready)
+        return [cached[h] if h in cached else decoded[h] for h in hashes]
+
+    def _decode_or_error(self, data: bytes) -> np.ndarray | Exception:
+        try:
+            return decode_for(self.scorer, data, self.max_pixels)
+        except ImageDecodeError as exc:
+            return exc
+
+    def score(self, images: Sequence[bytes], type_labels: Sequence[str] = ()) -> list[ZeroShotResult | Exception]:
+        embedded = self.embed(images)
+        good = [i for i, e in enumerate(embedded) if not isinstance(e, Exception)]
+        results: list[ZeroShotResult | Exception] = list(embedded)
+        if good:
+            scores = self.scorer.score(np.stack([embedded[i] for i in good]), type_labels)
+            for i, result in zip(good, scores, strict=True):
+                results[i] = result
+        return results

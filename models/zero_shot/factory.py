@@ -1,0 +1,32 @@
+"""One factory that builds a zero-shot scorer from a config, as open_clip's create_model_and_transforms does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.zero_shot.loading import ClipSpec, load_clip
+from models.zero_shot.prompts import load_prompt_set
+from models.zero_shot.scorer import ZeroShotScorer
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    model_name: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    prompt_set: str = "soiling-v1"
+    allow_random_weights: bool = False
+    device: str = "auto"
+    batch_size: int = 32
+
+
+def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
+    prompt_set = load_prompt_set(config.prompt_set)  # fail on a bad prompt file before loading weights
+    clip = load_clip(
+        ClipSpec(
+            model_name=config.model_name,
+            pretrained=config.pretrained,
+            allow_random_weights=config.allow_random_weights,
+            device=config.device,
+        )
+    )
+    return ZeroShotScorer(clip, prompt_set, batch_size=config.batch_size)

@@ -1,0 +1,153 @@
+"""Zero-shot soiling scores from open_clip embeddings: ensembled prompts, CLIP softmax or SigLIP sigmoid."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.zero_shot.loading import LoadedClip
+from models.zero_shot.prompts import PromptSet
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    p_dirty: float
+    uncertainty: float
+    type_scores: dict[str, float]
+
+    @property
+    def is_dirty(self) -> bool:
+        return self.p_dirty >= 0.5
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - self.uncertainty
+
+
+def binary_uncertainty(p_dirty: np.ndarray | float) -> np.ndarray | float:
+    """1 at p=0.5, 0 at p in {0, 1}: the distance from a confident answer."""
+    return 1.0 - np.abs(2.0 * np.asarray(p_dirty) - 1.0)
+
+
+def clip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """CLIP was trained with a softmax over captions: classes compete."""
+    return logits.softmax(dim=-1)
+
+
+def siglip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """SigLIP was trained with an independent sigmoid per (image, caption) pair, bias included.
+
+    Each class gets its own match probability; for mutually exclusive classes they are normalised to sum to
+    one. Unlike a softmax this keeps the learned bias: two weak matches stay weak relative to a strong one.
+    """
+    matches = logits.sigmoid()
+    return matches / matches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class ZeroShotScorer:
+    """Scores image embeddings against a prompt set; text embeddings are computed once per prompt group."""
+
+    def __init__(self, clip: LoadedClip, prompt_set: PromptSet, batch_size: int = 32):
+        self.clip = clip
+        self.prompt_set = prompt_set
+        self.batch_size = batch_size
+        self._text_cache: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}
+        model = clip.model
+        self._logit_scale = float(model.logit_scale.exp().item())
+        bias = getattr(model, "logit_bias", None)
+        self._logit_bias = None if bias is None else float(bias.item())
+        self._mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(clip.std).view(1, 3, 1, 1)
+
+    @property
+    def encoder_identity(self) -> str:
+        return f"{self.clip.identity}/squash{self.clip.image_size[0]}x{self.clip.image_size[1]}"
+
+    @property
+    def version(self) -> str:
+        weights = "RANDOM" if self.clip.random_weights else self.clip.weights.replace("/", "-")
+        model = self.clip.spec.model_name.removeprefix("hf-hub:").replace("/", "-")
+        return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}"
+
+    # images ---------------------------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """Whole frame squashed to the model's input size (a centre crop would cut away dirt at the edges)."""
+        width, height = self.clip.image_size
+        image.draft("RGB", (width, height))  # JPEG: decode at reduced scale, several times faster
+        return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))
+
+    def _autocast(self):
+        if self.clip.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings."""
+        out = []
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = torch.from_numpy(np.stack(pixels[start : start + self.batch_size]))
+            x = chunk.to(self.clip.device).permute(0, 3, 1, 2).float().div_(255.0)
+            x = (x - self._mean.to(x.device)) / self._std.to(x.device)
+            with self._autocast():
+                features = self.clip.model.encode_image(x, normalize=True)
+            out.append(features.float().cpu().numpy())
+        dim = out[0].shape[1] if out else 0
+        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+    # text -----------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def class_embeddings(self, prompt_groups: Sequence[Sequence[str]]) -> torch.Tensor:
+        """One embedding per group: the mean of its normalised prompt embeddings, renormalised."""
+        key = tuple(tuple(group) for group in prompt_groups)
+        if key not in self._text_cache:
+            flat = [prompt for group in key for prompt in group]
+            tokens = self.clip.tokenizer(flat).to(self.clip.device)
+            with self._autocast():
+                text = self.clip.model.encode_text(tokens, normalize=True).float().cpu()
+            groups, start = [], 0
+            for group in key:
+                mean = text[start : start + len(group)].mean(dim=0)
+                groups.append(mean / mean.norm())
+                start += len(group)
+            self._text_cache[key] = torch.stack(groups)
+        return self._text_cache[key]
+
+    def _logits(self, embeddings: np.ndarray, prompt_groups: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Scaled cosine similarities, with SigLIP's learned bias added where the model has one."""
+        images = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        logits = images @ self.class_embeddings(prompt_groups).T * self._logit_scale
+        return logits if self._logit_bias is None else logits + self._logit_bias
+
+    def class_probabilities(self, embeddings: np.ndarray, prompt_groups: Sequence[Sequence[str]]) -> np.ndarray:
+        """(n_images, n_groups) probabilities of exclusive classes, with the head the model was trained with."""
+        logits = self._logits(embeddings, prompt_groups)
+        if self._logit_bias is not None:
+            return siglip_class_probabilities(logits).numpy()
+        return clip_class_probabilities(logits).numpy()
+
+    def type_probabilities(self, embeddings: np.ndarray, type_labels: Sequence[str]) -> np.ndarray:
+        """Soiling types are not exclusive: SigLIP scores each independently, CLIP shares mass among them."""
+        logits = self._logits(embeddings, [self.prompt_set.prompts_for_type(label) for label in type_labels])
+        if self._logit_bias is not None:
+            return logits.sigmoid().numpy()
+        return clip_class_probabilities(logits).numpy()
+
+    def score(self, embeddings: np.ndarray, type_labels: Sequence[str] = ()) -> list[ZeroShotResult]:
+        classes = self.prompt_set.classes
+        p_dirty = self.class_probabilities(embeddings, [classes["clean"], classes["dirty"]])[:, 1]
+        uncertainty = binary_uncertainty(p_dirty)
+        types = self.type_probabilities(embeddings, type_labels) if type_labels else None
+        return [
+            ZeroShotResult(
+                p_dirty=float(p_dirty[i]),
+                uncertainty=float(uncertainty[i]),
+                type_scores={} if types is None else dict(zip(type_labels, map(float, types[i]), strict=True)),
+            )
+            for i in range(len(p_dirty))
+        ]

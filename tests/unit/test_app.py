@@ -98,7 +98,13 @@ def test_predict_returns_one_prediction_per_task_for_the_config(client, soiling_
         assert by_name["explanation"]["value"]["text"][0].startswith("zero-shot CLIP: lens ")
         if choice == ["dirty"]:
             assert set(by_name["soiling_type"]["value"]["choices"]) <= {
-                "mud", "water drops", "dust", "snow or ice", "condensation or fog", "smear", "other"
+                "mud",
+                "water drops",
+                "dust",
+                "snow or ice",
+                "condensation or fog",
+                "smear",
+                "other",
             }
 
 
@@ -178,7 +184,9 @@ def test_repeated_predict_and_new_prompt_sets_reuse_cached_embeddings(client, so
 
 
 def test_malformed_requests_get_422_not_500(client):
-    assert client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert (
+        client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    )
     response = client.post("/predict", json={"tasks": "nope"})
     assert response.status_code == 422
     assert response.json()["detail"].startswith("malformed request: body.tasks")
@@ -212,7 +220,11 @@ def test_token_goes_only_to_label_studio_and_never_into_logs(file_server, tmp_pa
     )
     with caplog.at_level(logging.DEBUG), TestClient(create_app(settings, build_serving(settings))) as test_client:
         response = test_client.post(
-            "/predict", json={"tasks": [{"id": 1, "data": {"image": f"{file_server.url}/img.jpg"}}], "label_config": soiling_config}
+            "/predict",
+            json={
+                "tasks": [{"id": 1, "data": {"image": f"{file_server.url}/img.jpg"}}],
+                "label_config": soiling_config,
+            },
         )
     assert "result" in response.json()["results"][0]  # an allowed non-Label-Studio host
     assert file_server.seen_auth == [None]  # ... never receives the Label Studio token

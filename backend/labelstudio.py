@@ -87,9 +87,9 @@ class LabelStudioClient:
         created = 0
         paths = list(paths)
         for start in range(0, len(paths), batch):
-            files = [
-                ("files", (p.name, p.read_bytes(), mimetypes.guess_type(p.name)[0] or "application/octet-stream"))
-                for p in paths[start : start + batch]
+            files = [  # Label Studio keeps one file per form field: name each field apart
+                (f"file{i}", (p.name, p.read_bytes(), mimetypes.guess_type(p.name)[0] or "application/octet-stream"))
+                for i, p in enumerate(paths[start : start + batch])
             ]
             response = self.request("POST", f"/api/projects/{project_id}/import", files=files)
             created += int(response.json().get("task_count", 0))

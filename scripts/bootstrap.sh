@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install lensguard (.venv) and Label Studio (.venv-ls, its own pins) from the locks. Safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+# This machine's pip config may add a find-links folder with a CPU-only torch that breaks PyPI's torchvision;
+# uv ignores pip's config, and the bootstrap pip below is told to ignore it too.
+export PIP_CONFIG_FILE=/dev/null
+
+if [ ! -x .venv/bin/uv ]; then
+    echo "==> creating .venv"
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check "uv==0.13.8"
+fi
+UV=.venv/bin/uv
+
+echo "==> installing lensguard into .venv (torch and torchvision from PyPI, both pinned)"
+$UV pip install -q --python .venv/bin/python -r requirements.lock -e ".[dev]"
+.venv/bin/python - <<'PY'
+import importlib.metadata as md
+expected = {"torch": "2.13.0", "torchvision": "0.28.0"}
+found = {name: md.version(name).split("+")[0] for name in expected}
+assert found == expected, f"wrong torch install: {found}, expected {expected}"
+import torchvision  # noqa: F401  (fails on a CPU-torch/CUDA-torchvision mix)
+PY
+
+if [ ! -x .venv-ls/bin/python ]; then
+    echo "==> creating .venv-ls for Label Studio"
+    $UV venv -q --python "$(.venv/bin/python -c 'import sys; print(sys.executable)')" .venv-ls
+fi
+echo "==> installing Label Studio into .venv-ls"
+$UV pip install -q --python .venv-ls/bin/python -r labelstudio.lock
+echo "==> bootstrap done"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# README command 1: install everything, start Label Studio and the backend, and open a demo project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+exec .venv/bin/lensguard up "$@"

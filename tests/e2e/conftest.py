@@ -1,0 +1,90 @@
+"""Real services for end-to-end tests: Label Studio in its own venv and the lensguard backend as a process."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backend.labelstudio import LabelStudioClient
+from backend.launcher import (
+    LabelStudioLogin,
+    free_port,
+    personal_access_token,
+    start_backend,
+    start_label_studio,
+    stop,
+    wait_healthy,
+)
+
+LABEL_STUDIO_START_TIMEOUT = 300
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory) -> Iterator[LabelStudioLogin]:
+    root = tmp_path_factory.mktemp("label-studio")
+    port = free_port()
+    login = LabelStudioLogin(
+        url=f"http://127.0.0.1:{port}",
+        username="e2e@lensguard.test",
+        password="e2e-" + secrets.token_hex(8),
+        token=secrets.token_hex(20),
+    )
+    log = root / "label-studio.log"
+    process = start_label_studio(port, root / "data", login, log)
+    try:
+        wait_healthy(login.url, LABEL_STUDIO_START_TIMEOUT, process, log)
+        yield login
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def ls_client(label_studio) -> LabelStudioClient:
+    return LabelStudioClient(label_studio.url, label_studio.token)
+
+
+@dataclass
+class RunningBackend:
+    url: str
+    basic_auth: tuple[str, str]
+    log: Path
+    data_dir: Path
+    token: str
+
+
+@pytest.fixture(scope="session")
+def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
+    """The real backend process on a tiny random CLIP, reading images with a personal access token."""
+    root = tmp_path_factory.mktemp("backend")
+    pat = personal_access_token(label_studio.url, label_studio.token, root / "pat")
+    port = free_port()
+    auth = ("labelstudio", secrets.token_hex(8))
+    env = {
+        "LENSGUARD_LABEL_STUDIO_URL": label_studio.url,
+        "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
+        "LENSGUARD_CLIP_MODEL": "lensguard-tiny-ViT",
+        "LENSGUARD_CLIP_PRETRAINED": "none",
+        "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
+        "LENSGUARD_DEVICE": "cpu",
+        "LENSGUARD_DATA_DIR": str(root / "data"),
+        "LENSGUARD_BASIC_AUTH_USER": auth[0],
+        "LENSGUARD_BASIC_AUTH_PASS": auth[1],
+    }
+    log = root / "backend.log"
+    process = start_backend(port, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, 120, process, log)
+        yield RunningBackend(url=url, basic_auth=auth, log=log, data_dir=root / "data", token=pat)
+    finally:
+        stop(process)

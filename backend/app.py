@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             "model_loaded": True,
             "model_version": service.model_version,
             **service.counters,
-            "predict_seconds_total": round(service.seconds_total, 3),
+            **{f"predict_seconds_{stage}": round(value, 3) for stage, value in service.seconds.items()},
             "images_seen": stats.images,
             "embedding_cache_hits": stats.cache_hits,
             "images_encoded": stats.encoded,

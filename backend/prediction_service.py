@@ -35,7 +35,7 @@ class PredictionService:
         self.type_threshold = type_threshold
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
-        self.seconds_total = 0.0
+        self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
 
     @property
     def model_version(self) -> str:
@@ -55,8 +55,11 @@ class PredictionService:
         for i, fetched in zip(wanted, self.fetcher.fetch_many([outcomes[i] for i in wanted]), strict=True):
             outcomes[i] = fetched
         readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes)]
+        fetched_at = time.perf_counter()
+        self.seconds["fetch"] += fetched_at - started
         with self._model_lock:
             scores = self.pipeline.score([outcomes[i] for i in readable], tags.type_labels)
+        self.seconds["model"] += time.perf_counter() - fetched_at
         for i, score in zip(readable, scores, strict=True):
             outcomes[i] = score
         version = self.model_version
@@ -73,5 +76,5 @@ class PredictionService:
             predictions.append(prediction)
             self.counters["tasks_predicted"] += 1
         self.counters["predict_requests"] += 1
-        self.seconds_total += time.perf_counter() - started
+        self.seconds["total"] += time.perf_counter() - started
         return predictions

@@ -43,7 +43,10 @@ def file_server() -> Iterator[FileServer]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server.request_queue_size = 64  # the default backlog of 5 stalls concurrent fetches for a second
+    server.server_bind()
+    server.server_activate()
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LocalServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 drops concurrent connections (1 s SYN retries)
+
+
+def serve_bytes(files: dict[str, bytes], token: str) -> tuple[str, Callable[[], None]]:
+    """Serve `files` by path over local HTTP, like Label Studio's /data/upload (token required)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path)
+            if self.headers.get("Authorization") != f"Token {token}" or body is None:
+                self.send_response(401 if body is not None else 404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = LocalServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def shutdown() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", shutdown
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

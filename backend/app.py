@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.auth import require_basic_auth
+from backend.jobs import JobQueue, QueueUnavailable
 from backend.label_config import LabelConfigError, parse_soiling_config
 from backend.protocol import (
     HealthResponse,
@@ -24,6 +25,7 @@ from backend.protocol import (
 )
 from backend.serving import Serving, build_serving
 from backend.settings import Settings, get_settings
+from backend.webhooks import handle_webhook
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,14 @@ def _service(request: Request):
     if serving.service is None:
         raise HTTPException(status_code=503, detail=f"model not loaded: {serving.error}")
     return serving.service
+
+
+def _queue(request: Request) -> JobQueue:
+    state = request.app.state
+    if getattr(state, "job_queue", None) is None:
+        settings = state.serving.settings
+        state.job_queue = JobQueue(settings.redis_url, settings.job_timeout_seconds, settings.train_retries)
+    return state.job_queue
 
 
 def create_app(settings: Settings | None = None, serving: Serving | None = None) -> FastAPI:
@@ -69,7 +79,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
         scorer = serving.service.pipeline.scorer
         body = HealthResponse(
             status="UP",
-            model_version=scorer.version,
+            model_version=serving.service.model_version(),
             weights=scorer.clip.weights,
             device=str(scorer.clip.device),
             warnings=serving.warnings,
@@ -84,27 +94,50 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
                 parse_soiling_config(body.label_config)
             except LabelConfigError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-            project = project_id(body.project)
-            if project:
-                request.app.state.serving.label_configs[project] = body.label_config
-        return SetupResponse(model_version=service.model_version)
+        project = project_id(body.project)
+        if body.label_config and project:
+            request.app.state.serving.label_configs[project] = body.label_config
+        return SetupResponse(model_version=service.model_version(project))
 
     @app.post("/predict", response_model=PredictResponse, dependencies=protected)
     def predict(body: PredictRequest, request: Request) -> PredictResponse:
         service = _service(request)
         serving: Serving = request.app.state.serving
-        label_config = body.label_config or serving.label_configs.get(project_id(body.project) or "")
+        project = project_id(body.project)
+        label_config = body.label_config or serving.label_configs.get(project or "")
         if not label_config:
             raise HTTPException(status_code=422, detail="no label_config in the request and none from /setup")
         try:
-            results = service.predict([t.model_dump() for t in body.tasks], label_config)
+            results = service.predict([t.model_dump() for t in body.tasks], label_config, project)
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return PredictResponse(results=results, model_version=service.model_version)
+        return PredictResponse(
+            results=results, model_version=results[0]["model_version"] if results else service.model_version(project)
+        )
 
     @app.post("/webhook", dependencies=protected)
-    def webhook(event: WebhookEvent) -> dict:
-        return {"status": "ignored", "action": event.action}
+    def webhook(event: WebhookEvent, request: Request) -> dict:
+        try:
+            return handle_webhook(event, _queue(request), request.app.state.serving.settings)
+        except QueueUnavailable as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+
+    @app.get("/jobs", dependencies=protected)
+    def jobs(request: Request, limit: int = 50) -> dict:
+        try:
+            return {"jobs": _queue(request).jobs(limit)}
+        except QueueUnavailable as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+
+    @app.get("/jobs/{job_id}", dependencies=protected)
+    def job(job_id: str, request: Request) -> dict:
+        try:
+            found = _queue(request).job(job_id)
+        except QueueUnavailable as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        return found
 
     @app.get("/metrics", dependencies=protected)
     def metrics(request: Request) -> dict:
@@ -115,7 +148,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
         stats = service.pipeline.stats
         return {
             "model_loaded": True,
-            "model_version": service.model_version,
+            "model_version": service.model_version(),
             **service.counters,
             **{f"predict_seconds_{stage}": round(value, 3) for stage, value in service.seconds.items()},
             "images_seen": stats.images,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 
@@ -31,6 +34,102 @@ def _up(args: argparse.Namespace) -> None:
     )
 
 
+def _worker(args: argparse.Namespace) -> None:
+    from rq import Queue, Worker
+
+    from backend.jobs import QUEUE_NAME, connect
+    from backend.settings import get_settings
+    from models.registry import ModelRegistry
+
+    settings = get_settings()
+    removed = ModelRegistry(settings.registry_path).clean_staging()
+    if removed:
+        logging.info("removed %d half-written model versions left by killed workers", removed)
+    connection = connect(settings.redis_url)
+    worker = Worker([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
+    worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
+
+
+def _queue():
+    from backend.jobs import JobQueue
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    return JobQueue(settings.redis_url, settings.job_timeout_seconds, settings.train_retries)
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.inline:
+        from backend.settings import get_settings
+        from training.jobs import run_training
+        from training.progress import JobProgress
+
+        result = run_training(args.project, args.kind, get_settings(), JobProgress(echo=_echo), "cli")
+        print(json.dumps(result, indent=2))
+        return
+    job_id, created = _queue().enqueue_training(args.project, args.kind, reason="cli")
+    print(f"{'queued' if created else 'joined waiting'} job {job_id}", flush=True)
+    if args.follow:
+        _follow(job_id)
+
+
+def _follow(job_id: str) -> None:
+    """Show a job's progress until it ends (needs a running worker)."""
+    queue = _queue()
+    seen = 0
+    while True:
+        job = queue.job(job_id)
+        if job is None:
+            raise SystemExit(f"job {job_id} vanished")
+        for line in job["log"][seen:]:
+            _echo(line)
+        seen = len(job["log"])
+        progress = job["progress"]
+        if progress.get("total"):
+            done, total = progress.get("done", 0), progress["total"]
+            filled = int(30 * done / total)
+            eta = f" eta {progress['eta_s']:.0f}s" if progress.get("eta_s") is not None else ""
+            print(
+                f"\r  {progress.get('stage', '')}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{eta}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        if job["status"] in ("finished", "failed", "stopped", "canceled"):
+            print(file=sys.stderr)
+            print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
+            if job["status"] != "finished":
+                raise SystemExit(1)
+            return
+        time.sleep(1)
+
+
+def _jobs(args: argparse.Namespace) -> None:
+    queue = _queue()
+    if args.job_id:
+        if args.follow:
+            _follow(args.job_id)
+            return
+        job = queue.job(args.job_id)
+        if job is None:
+            raise SystemExit(f"no job {args.job_id}")
+        print(json.dumps(job, indent=2))
+        return
+    print(f"{'id':<36} {'status':<10} {'project':>7} {'kind':<9} {'progress':<28} result")
+    for job in queue.jobs(args.limit):
+        progress = job["progress"]
+        shown = f"{progress.get('stage', '')[:18]} {progress.get('done', '')}/{progress.get('total') or ''}"
+        result = (job["result"] or {}).get("status", "") if isinstance(job["result"], dict) else ""
+        print(
+            f"{job['id']:<36} {job['status']:<10} {job['project']!s:>7} {job['kind']!s:<9} {shown:<28} "
+            f"{result or job['error'] or ''}"
+        )
+
+
+def _echo(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lensguard", description="Lens-soiling ML backend for Label Studio")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,11 +149,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict-weights", action="store_true", help="fail instead of serving random weights when none load"
     )
     up.set_defaults(func=_up)
+
+    worker = commands.add_parser("worker", help="run a training worker on the job queue (REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--name")
+    worker.set_defaults(func=_worker)
+
+    train = commands.add_parser("train", help="train a classifier for a Label Studio project")
+    train.add_argument("--project", type=int, required=True)
+    train.add_argument("--kind", choices=["probe", "finetune"], default="probe")
+    train.add_argument("--inline", action="store_true", help="train in this process instead of on the queue")
+    train.add_argument("--follow", action="store_true", help="show the queued job's progress until it ends")
+    train.set_defaults(func=_train)
+
+    jobs = commands.add_parser("jobs", help="list training jobs, or show one")
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--limit", type=int, default=30)
+    jobs.add_argument("--follow", action="store_true")
+    jobs.set_defaults(func=_jobs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     args.func(args)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import mimetypes
 from collections.abc import Iterable, Sequence
@@ -13,6 +14,13 @@ from label_studio_sdk import LabelStudio
 from backend.ls_auth import LabelStudioAuth
 
 log = logging.getLogger(__name__)
+WEBHOOK_ACTIONS = (
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "TASKS_CREATED",
+)
 
 
 class LabelStudioError(RuntimeError):
@@ -72,14 +80,39 @@ class LabelStudioClient:
         title: str = "lensguard",
         basic_auth: tuple[str, str] | None = None,
     ) -> dict:
-        """Connect the backend at `url` to the project (Label Studio checks /health and /setup first)."""
+        """Connect the backend at `url` to the project (Label Studio checks /health and /setup first).
+
+        The backend's webhook is created first, carrying the basic-auth header when there is one: Label Studio's
+        automatic ML webhook would be sent without it.
+        """
         for backend in self.request("GET", "/api/ml", params={"project": project_id}).json():
             if backend["url"].rstrip("/") == url.rstrip("/"):
                 return backend
+        headers = (
+            {"Authorization": "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()} if basic_auth else {}
+        )
+        self.ensure_webhook(project_id, url.rstrip("/") + "/webhook", WEBHOOK_ACTIONS, headers)
         body: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False}
         if basic_auth:
             body |= {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
         return self.request("POST", "/api/ml", json=body).json()
+
+    def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str], headers: dict[str, str]) -> dict:
+        for hook in self.request("GET", "/api/webhooks/", params={"project": project_id}).json():
+            if hook["url"] == url:
+                return self.request(
+                    "PATCH", f"/api/webhooks/{hook['id']}/", json={"actions": list(actions), "headers": headers}
+                ).json()
+        body = {
+            "project": project_id,
+            "url": url,
+            "send_payload": True,
+            "send_for_all_actions": False,
+            "actions": list(actions),
+            "headers": headers,
+            "is_active": True,
+        }
+        return self.request("POST", "/api/webhooks/", json=body).json()
 
     # tasks and predictions ------------------------------------------------------------------------------
     def upload_images(self, project_id: int, paths: Iterable[Path], batch: int = 50) -> int:
@@ -122,6 +155,9 @@ class LabelStudioClient:
             params={"id": "retrieve_tasks_predictions", "project": project_id},
             json={"selectedItems": selected},
         )
+
+    def annotate(self, task_id: int, result: list[dict]) -> dict:
+        return self.request("POST", f"/api/tasks/{task_id}/annotations", json={"result": result}).json()
 
     def predictions(self, project_id: int) -> list[dict]:
         return self.request("GET", "/api/predictions", params={"project": project_id}).json()

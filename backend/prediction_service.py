@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from backend.images import ImageFetcher
 from backend.label_config import SoilingTags, parse_soiling_config
 from backend.regions import prediction_for
+from models.active_models import ActiveClassifiers
 from models.pipeline import SoilingPipeline
+from models.verdict import CombineMode
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +31,39 @@ def image_url(task: dict, tags: SoilingTags) -> str:
 
 
 class PredictionService:
-    def __init__(self, pipeline: SoilingPipeline, fetcher: ImageFetcher, type_threshold: float = 0.3):
+    def __init__(
+        self,
+        pipeline: SoilingPipeline,
+        fetcher: ImageFetcher,
+        type_threshold: float = 0.3,
+        classifiers: ActiveClassifiers | None = None,
+        combine: CombineMode = CombineMode.AVERAGE,
+    ):
         self.pipeline = pipeline
         self.fetcher = fetcher
         self.type_threshold = type_threshold
+        self.classifiers = classifiers
+        self.combine = combine
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
 
-    @property
-    def model_version(self) -> str:
-        return self.pipeline.scorer.version
+    def _active(self, project: str | None):
+        return self.classifiers.get(project) if self.classifiers else None
 
-    def predict(self, tasks: Sequence[dict], label_config: str) -> list[dict]:
+    def model_version(self, project: str | None = None) -> str:
+        """Names everything that produced the predictions: the active classifier, if any, and zero-shot."""
+        active = self._active(project)
+        zero_shot = self.pipeline.scorer.version
+        return zero_shot if active is None else f"{active[0].name}+{zero_shot}"
+
+    def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
         """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
         started = time.perf_counter()
         tags = parse_soiling_config(label_config)
+        active = self._active(project)
+        classifier = active[1] if active else None
+        version = self.model_version(project)
         outcomes: list[object] = []
         for task in tasks:
             try:
@@ -58,11 +77,10 @@ class PredictionService:
         fetched_at = time.perf_counter()
         self.seconds["fetch"] += fetched_at - started
         with self._model_lock:
-            scores = self.pipeline.score([outcomes[i] for i in readable], tags.type_labels)
+            scores = self.pipeline.score([outcomes[i] for i in readable], tags.type_labels, classifier, self.combine)
         self.seconds["model"] += time.perf_counter() - fetched_at
         for i, score in zip(readable, scores, strict=True):
             outcomes[i] = score
-        version = self.model_version
         predictions = []
         for task, outcome in zip(tasks, outcomes, strict=True):
             if isinstance(outcome, Exception):

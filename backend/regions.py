@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.label_config import SoilingTags
-from models.zero_shot.scorer import ZeroShotResult
+from models.verdict import Verdict
 
 
 def likely_types(type_scores: dict[str, float], threshold: float) -> list[str]:
@@ -12,9 +12,11 @@ def likely_types(type_scores: dict[str, float], threshold: float) -> list[str]:
     return [label for i, label in enumerate(ranked) if i == 0 or type_scores[label] >= threshold]
 
 
-def explanation_text(result: ZeroShotResult, types: list[str], source: str) -> str:
+def explanation_text(result: Verdict, types: list[str]) -> str:
     verdict = "dirty" if result.is_dirty else "clean"
-    text = f"{source}: lens {verdict}, P(dirty)={result.p_dirty:.2f}, uncertainty={result.uncertainty:.2f}"
+    text = f"{result.source}: lens {verdict}, P(dirty)={result.p_dirty:.2f}, uncertainty={result.uncertainty:.2f}"
+    if result.p_classifier is not None:
+        text += f" (classifier {result.p_classifier:.2f}, zero-shot {result.p_zero_shot:.2f})"
     if types:
         text += "; likely " + ", ".join(f"{t} ({result.type_scores[t]:.2f})" for t in types)
     return text
@@ -22,10 +24,9 @@ def explanation_text(result: ZeroShotResult, types: list[str], source: str) -> s
 
 def prediction_for(
     tags: SoilingTags,
-    result: ZeroShotResult,
+    result: Verdict,
     model_version: str,
     type_threshold: float = 0.3,
-    source: str = "zero-shot CLIP",
 ) -> dict:
     """`score` is the confidence 1 - uncertainty: ascending order puts the most uncertain frames first."""
     label = tags.dirty_label if result.is_dirty else tags.clean_label
@@ -59,7 +60,7 @@ def prediction_for(
                 "from_name": tags.explanation,
                 "to_name": tags.image,
                 "type": "textarea",
-                "value": {"text": [explanation_text(result, types, source)]},
+                "value": {"text": [explanation_text(result, types)]},
             }
         )
     return {"result": regions, "score": round(result.confidence, 6), "model_version": model_version}

@@ -9,8 +9,10 @@ from backend.images import ImageFetcher
 from backend.ls_auth import LabelStudioAuth
 from backend.prediction_service import PredictionService
 from backend.settings import Settings
+from models.active_models import ActiveClassifiers
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
+from models.registry import ModelRegistry
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -70,6 +72,11 @@ def build_serving(settings: Settings) -> Serving:
         log.warning(warning)
     cache = EmbeddingCache(settings.embedding_cache_path)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
-    serving.service = PredictionService(pipeline, build_fetcher(settings), settings.type_threshold)
+    classifiers = ActiveClassifiers(
+        ModelRegistry(settings.registry_path), settings.serve_kinds, scorer.encoder_identity, settings.device
+    )
+    serving.service = PredictionService(
+        pipeline, build_fetcher(settings), settings.type_threshold, classifiers, settings.combine
+    )
     log.info("serving %s on %s", scorer.version, scorer.clip.device)
     return serving

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.verdict import CombineMode
 
 
 class Settings(BaseSettings):
@@ -39,14 +41,43 @@ class Settings(BaseSettings):
     batch_size: int = 32
     type_threshold: float = 0.3
 
+    # Trained classifiers: which active kind serves first, and how it joins zero-shot
+    serve_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["finetune", "probe"])
+    combine: CombineMode = CombineMode.AVERAGE
+
+    # Job queue and training
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("LENSGUARD_REDIS_URL", "REDIS_URL")
+    )
+    auto_train_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["probe"])
+    train_min_new_annotations: int = 10
+    train_debounce_seconds: float = 5.0
+    train_retries: int = 2
+    job_timeout_seconds: int = 4 * 3600
+    promotion_metric: str = "roc_auc"
+    val_fraction: float = 0.25
+    threshold_target_recall: float | None = None
+    pseudo_labels: bool = False
+    pseudo_low: float = 0.1
+    pseudo_high: float = 0.9
+    pseudo_weight: float = 0.3
+    finetune_arch: str = "efficientnet_b0"
+    finetune_pretrained: bool = True
+    finetune_image_size: int = 224
+    finetune_epochs: int = 15
+    finetune_batch_size: int = 32
+    finetune_patience: int = 3
+    finetune_lr: float = 3e-4
+
     # Local state: embedding cache, model registry
     data_dir: Path = Path(".lensguard")
+    model_dir: Path | None = None
 
-    @field_validator("allowed_image_hosts", mode="before")
+    @field_validator("allowed_image_hosts", "serve_kinds", "auto_train_kinds", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [h.strip().lower() for h in value.split(",") if h.strip()]
+            return [item.strip().lower() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("clip_pretrained", mode="before")
@@ -59,6 +90,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite3"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
 
 
 @lru_cache

@@ -10,19 +10,18 @@ already-decoded, already-resized tensors. Every request uses frames the embeddin
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.launcher import free_port, start_backend, stop, wait_healthy
 from benchmarks._common import serve_bytes, timed
+from models.pipeline import decode_image
 from models.zero_shot import ZeroShotConfig, create_zero_shot_scorer
 from training.synthetic import make_frames
 
@@ -47,7 +46,7 @@ def main() -> None:
     images_url, shutdown_images = serve_bytes(files, TOKEN)
 
     scorer = create_zero_shot_scorer(ZeroShotConfig(model_name=args.model, pretrained=None, device=args.device))
-    pixels = [scorer.preprocess(Image.open(io.BytesIO(data))) for data in jpegs]
+    pixels = [decode_image(data, scorer.clip.image_size, 10**9) for data in jpegs]
     print(f"model {args.model} (random weights) on {args.device}, torch threads {torch.get_num_threads()}")
 
     with tempfile.TemporaryDirectory() as state:

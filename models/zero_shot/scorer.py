@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
+from models.verdict import binary_uncertainty
 from models.zero_shot.loading import LoadedClip
 from models.zero_shot.prompts import PromptSet
 
@@ -27,11 +27,6 @@ class ZeroShotResult:
     @property
     def confidence(self) -> float:
         return 1.0 - self.uncertainty
-
-
-def binary_uncertainty(p_dirty: np.ndarray | float) -> np.ndarray | float:
-    """1 at p=0.5, 0 at p in {0, 1}: the distance from a confident answer."""
-    return 1.0 - np.abs(2.0 * np.asarray(p_dirty) - 1.0)
 
 
 def clip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -75,12 +70,6 @@ class ZeroShotScorer:
         return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}"
 
     # images ---------------------------------------------------------------------------------------------
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Whole frame squashed to the model's input size (a centre crop would cut away dirt at the edges)."""
-        width, height = self.clip.image_size
-        image.draft("RGB", (width, height))  # JPEG: decode at reduced scale, several times faster
-        return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))
-
     def _autocast(self):
         if self.clip.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 
 from backend.labelstudio import LabelStudioClient
 from backend.launcher import (
+    REPO_ROOT,
     LabelStudioLogin,
     free_port,
     personal_access_token,
@@ -60,12 +65,12 @@ class RunningBackend:
     log: Path
     data_dir: Path
     token: str
+    env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
-def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
+@contextmanager
+def launch_backend(label_studio: LabelStudioLogin, root: Path, **settings: str) -> Iterator[RunningBackend]:
     """The real backend process on a tiny random CLIP, reading images with a personal access token."""
-    root = tmp_path_factory.mktemp("backend")
     pat = personal_access_token(label_studio.url, label_studio.token, root / "pat")
     port = free_port()
     auth = ("labelstudio", secrets.token_hex(8))
@@ -79,12 +84,32 @@ def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
         "LENSGUARD_DATA_DIR": str(root / "data"),
         "LENSGUARD_BASIC_AUTH_USER": auth[0],
         "LENSGUARD_BASIC_AUTH_PASS": auth[1],
+        **{f"LENSGUARD_{key.upper()}": value for key, value in settings.items()},
     }
     log = root / "backend.log"
     process = start_backend(port, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, 120, process, log)
-        yield RunningBackend(url=url, basic_auth=auth, log=log, data_dir=root / "data", token=pat)
+        yield RunningBackend(url=url, basic_auth=auth, log=log, data_dir=root / "data", token=pat, env=env)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
+    with launch_backend(label_studio, tmp_path_factory.mktemp("backend")) as running:
+        yield running
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A real `lensguard worker` process in its own session (so a test can kill it with its work horse)."""
+    command = [sys.executable, "-m", "backend.cli", "worker", "--name", f"e2e-{secrets.token_hex(3)}"]
+    return subprocess.Popen(
+        command,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )

@@ -1,8 +1,11 @@
+import io
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from models.pipeline import decode_image
 from models.zero_shot import (
     ClipSpec,
     PromptSetError,
@@ -107,7 +110,12 @@ def test_soiling_types_from_config_labels_use_aliases_or_templates(tiny_clip):
 def test_image_embeddings_are_normalised_and_batched_consistently(tiny_clip):
     rng = np.random.default_rng(4)
     images = [Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)) for _ in range(5)]
-    pixels = [tiny_clip.preprocess(image) for image in images]
+    encoded = []
+    for image in images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    pixels = [decode_image(data, tiny_clip.clip.image_size, 10**8) for data in encoded]
     assert pixels[0].shape == (64, 64, 3)
     batched = tiny_clip.encode_images(pixels)
     single = np.concatenate([tiny_clip.encode_images([p]) for p in pixels])

@@ -1,0 +1,156 @@
+"""The training job queue (RQ on Redis): enqueue with de-duplication, and job status for the API and CLI."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+QUEUE_NAME = "lensguard"
+TRAIN_FUNCTION = "training.jobs.train_job"
+PENDING_KEY = "lensguard:pending:{project}:{kind}"
+NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
+JOBS_INDEX_KEY = "lensguard:jobs"
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+# Deletes the pending marker only if it still names this job (a newer job may have replaced it).
+_RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class QueueUnavailable(RuntimeError):
+    pass
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+
+
+def release_pending(connection: redis.Redis, project: int | str, kind: str, job_id: str) -> None:
+    """Called by a job when it starts: webhooks from now on queue a new job rather than join this one."""
+    connection.eval(_RELEASE_SCRIPT, 1, PENDING_KEY.format(project=project, kind=kind), job_id)
+
+
+class JobQueue:
+    def __init__(self, url: str, timeout_seconds: int = 4 * 3600, retries: int = 2):
+        self.url = url
+        self.connection = connect(url)
+        self.queue = Queue(QUEUE_NAME, connection=self.connection)
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+
+    def _guard(self, action):
+        try:
+            return action()
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"job queue (Redis at {_safe_url(self.url)}) unavailable: {exc}") from exc
+
+    def count_new_annotations(self, project: int | str, count: int) -> int:
+        key = NEW_ANNOTATIONS_KEY.format(project=project)
+        return int(self._guard(lambda: self.connection.incrby(key, count)))
+
+    def reset_new_annotations(self, project: int | str) -> None:
+        self._guard(lambda: self.connection.delete(NEW_ANNOTATIONS_KEY.format(project=project)))
+
+    def enqueue_training(
+        self, project: int | str, kind: str, reason: str, delay_seconds: float = 0.0
+    ) -> tuple[str, bool]:
+        """(job id, created): at most one waiting job per project and kind; a burst joins the waiting one."""
+        return self._guard(lambda: self._enqueue(str(project), kind, reason, delay_seconds))
+
+    def _enqueue(self, project: str, kind: str, reason: str, delay_seconds: float) -> tuple[str, bool]:
+        key = PENDING_KEY.format(project=project, kind=kind)
+        for _ in range(5):
+            existing = self.connection.get(key)
+            if existing is not None:
+                job_id = existing.decode()
+                try:
+                    if Job.fetch(job_id, connection=self.connection).get_status() in WAITING:
+                        return job_id, False
+                except NoSuchJobError:
+                    pass
+                self.connection.delete(key)  # stale marker: the job ran or vanished
+            job_id = f"train-{project}-{kind}-{int(time.time() * 1000)}"
+            if not self.connection.set(key, job_id, nx=True, ex=self.timeout_seconds):
+                continue  # another webhook won the race; join its job
+            options = dict(
+                job_id=job_id,
+                job_timeout=self.timeout_seconds,
+                result_ttl=7 * 24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                description=f"train {kind} for project {project} ({reason})",
+                meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
+                retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)])
+                if self.retries
+                else None,
+            )
+            args = (int(project), kind, reason)
+            if delay_seconds > 0:
+                self.queue.enqueue_in(timedelta(seconds=delay_seconds), TRAIN_FUNCTION, *args, **options)
+            else:
+                self.queue.enqueue(TRAIN_FUNCTION, *args, **options)
+            self.connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
+            return job_id, True
+        raise QueueUnavailable("could not enqueue: the pending-job marker kept changing")
+
+    def job(self, job_id: str) -> dict | None:
+        def fetch():
+            self._cleanup_abandoned()
+            try:
+                return describe(Job.fetch(job_id, connection=self.connection))
+            except NoSuchJobError:
+                return None
+
+        return self._guard(fetch)
+
+    def jobs(self, limit: int = 50) -> list[dict]:
+        def fetch():
+            self._cleanup_abandoned()
+            ids = [i.decode() for i in self.connection.zrevrange(JOBS_INDEX_KEY, 0, limit - 1)]
+            return [describe(job) for job in Job.fetch_many(ids, connection=self.connection) if job is not None]
+
+        return self._guard(fetch)
+
+    def _cleanup_abandoned(self) -> None:
+        """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
+        self.queue.started_job_registry.cleanup()
+
+
+def describe(job: Job) -> dict:
+    meta = job.get_meta(refresh=False) if hasattr(job, "get_meta") else job.meta
+    status = job.get_status(refresh=False)
+    result = job.return_value() if status == JobStatus.FINISHED else None
+    error = None
+    if status == JobStatus.FAILED:
+        latest = job.latest_result()
+        error = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
+        error = error[0] if error else "failed (the worker stopped or the job was abandoned)"
+    return {
+        "id": job.id,
+        "status": str(status.value if hasattr(status, "value") else status),
+        "project": meta.get("project"),
+        "kind": meta.get("kind"),
+        "reason": meta.get("reason"),
+        "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+        "progress": meta.get("progress", {}),
+        "log": meta.get("log", []),
+        "result": result,
+        "error": error,
+        "retries_left": job.retries_left,
+    }
+
+
+def _safe_url(url: str) -> str:
+    """The Redis URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -1,0 +1,197 @@
+"""Annotations in Label Studio -> webhooks -> one queued job -> a worker trains -> a better version serves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from backend.launcher import REPO_ROOT, stop
+from tests.e2e.conftest import launch_backend, start_worker
+from training.synthetic import make_frames
+
+SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def choice(label: str) -> list[dict]:
+    return [{"from_name": "soiling", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+
+
+@pytest.fixture(scope="module")
+def stack(label_studio, tmp_path_factory):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    root = tmp_path_factory.mktemp("retraining")
+    settings = dict(
+        redis_url=REDIS_URL,
+        train_min_new_annotations="4",
+        train_debounce_seconds="4",
+        train_retries="0",
+        auto_train_kinds="probe",
+        finetune_arch="test_efficientnet",
+        finetune_pretrained="false",
+        finetune_image_size="64",
+        finetune_epochs="500",
+        finetune_patience="1000",
+        finetune_batch_size="4",
+    )
+    with launch_backend(label_studio, root, **settings) as backend:
+        processes = {"worker": start_worker(backend.env, root / "worker.log")}
+        try:
+            yield backend, root, processes
+        finally:
+            stop(processes["worker"])  # the test may have replaced the first one
+
+
+def api(backend, path: str, **kwargs) -> httpx.Response:
+    return httpx.get(f"{backend.url}{path}", auth=httpx.BasicAuth(*backend.basic_auth), timeout=30, **kwargs)
+
+
+def jobs_for(backend, project_id: int) -> list[dict]:
+    return [j for j in api(backend, "/jobs").json()["jobs"] if j["project"] == str(project_id)]
+
+
+def wait_job_end(backend, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api(backend, f"/jobs/{job_id}").json()
+        if job["status"] in ("finished", "failed", "stopped", "canceled"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+
+
+def project_with_frames(ls_client, backend, tmp_path: Path, title: str, count: int, seed: int) -> tuple[int, list]:
+    project = ls_client.sdk.projects.create(title=title, label_config=SOILING_XML)
+    paths = []
+    for i, frame in enumerate(make_frames(count, 320, 180, dirty_fraction=0.5, seed=seed)):
+        path = tmp_path / f"{'dirty' if frame.is_dirty else 'clean'}_{i:03d}.jpg"
+        path.write_bytes(frame.jpeg())
+        paths.append(path)
+    ls_client.ensure_ml_backend(project.id, backend.url, basic_auth=backend.basic_auth)
+    ls_client.upload_images(project.id, paths)
+    return project.id, sorted(ls_client.tasks(project.id), key=lambda t: t["id"])
+
+
+def is_dirty(task: dict) -> bool:
+    return Path(task["data"]["image"]).name.split("-", 1)[1].startswith("dirty")
+
+
+def test_an_annotation_burst_trains_once_and_serves_the_promoted_version(ls_client, stack, tmp_path):
+    backend, _, _ = stack
+    project_id, tasks = project_with_frames(ls_client, backend, tmp_path, "retrain burst", 24, seed=21)
+    dirty = [t for t in tasks if is_dirty(t)]
+    clean = [t for t in tasks if not is_dirty(t)]
+    labelled = dirty[:8] + clean[:8]
+    for task in labelled:  # Label Studio sends one ANNOTATION_CREATED webhook per annotation
+        ls_client.annotate(task["id"], choice("dirty" if is_dirty(task) else "clean"))
+
+    deadline = time.monotonic() + 60
+    while not jobs_for(backend, project_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    [job] = jobs_for(backend, project_id)
+    job = wait_job_end(backend, job["id"])
+    time.sleep(5)  # a second job would have been queued by now
+    assert len(jobs_for(backend, project_id)) == 1, "16 annotation webhooks make exactly one training job"
+    assert job["status"] == "finished", job
+    result = job["result"]
+    assert result["status"] == "promoted"
+    assert result["version"].startswith("probe-")
+    assert result["dataset"]["labelled"] == 16 and result["dataset"]["human_labels"] == 16
+    assert set(result["metrics"]) == {"probe", "zero-shot"}
+    assert job["progress"]["stage"] and any("promoted" in line for line in job["log"])
+
+    version_dir = backend.data_dir / "models" / f"project-{project_id}" / "probe" / result["version"]
+    assert {"probe.npz", "config.json", "metrics.json", "report.png"} <= {p.name for p in version_dir.iterdir()}
+
+    setup = httpx.post(
+        f"{backend.url}/setup",
+        json={"project": f"{project_id}.1", "schema": SOILING_XML},
+        auth=httpx.BasicAuth(*backend.basic_auth),
+    ).json()
+    assert setup["model_version"].startswith(result["version"] + "+zeroshot-")
+
+    unlabelled = [t["id"] for t in tasks if t not in labelled]
+    ls_client.retrieve_predictions(project_id, unlabelled)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        predictions = [p for p in ls_client.predictions(project_id) if p["model_version"] == setup["model_version"]]
+        if len(predictions) == len(unlabelled):
+            break
+        time.sleep(1)
+    assert {p["task"] for p in predictions} == set(unlabelled)
+    text = next(r for r in predictions[0]["result"] if r["from_name"] == "explanation")["value"]["text"][0]
+    assert text.startswith("probe classifier + zero-shot CLIP")
+
+
+def test_start_training_with_one_class_ends_with_need_both_classes(ls_client, stack, tmp_path):
+    backend, _, _ = stack
+    project_id, tasks = project_with_frames(ls_client, backend, tmp_path, "one class", 6, seed=5)
+    for task in tasks[:2]:
+        ls_client.annotate(task["id"], choice("clean"))
+    [ml] = ls_client.request("GET", "/api/ml", params={"project": project_id}).json()
+    ls_client.request("POST", f"/api/ml/{ml['id']}/train")  # Label Studio sends START_TRAINING
+    deadline = time.monotonic() + 30
+    while not jobs_for(backend, project_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    [job] = jobs_for(backend, project_id)
+    job = wait_job_end(backend, job["id"])
+    assert job["status"] == "finished"
+    assert job["result"]["status"] == "need_both_classes"
+
+
+def test_a_worker_killed_mid_training_leaves_the_served_version_alone(ls_client, stack, tmp_path):
+    backend, root, processes = stack
+    project_id = next(
+        p["id"] for p in ls_client.request("GET", "/api/projects").json()["results"] if p["title"] == "retrain burst"
+    )
+    auth = httpx.BasicAuth(*backend.basic_auth)
+    setup = {"project": f"{project_id}.1", "schema": SOILING_XML}
+    served = httpx.post(f"{backend.url}/setup", json=setup, auth=auth).json()["model_version"]
+    assert served.startswith("probe-")
+
+    queued = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "train", "--project", str(project_id), "--kind", "finetune"],
+        env={**os.environ, **backend.env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    job_id = queued.stdout.split()[-1]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        progress = api(backend, f"/jobs/{job_id}").json()["progress"]
+        if progress.get("stage", "").startswith("fine-tuning") and progress.get("epoch", 0) >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"fine-tuning never started: {api(backend, f'/jobs/{job_id}').json()}")
+
+    worker = processes["worker"]
+    horses = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
+    assert horses, "RQ forks a work horse for the job"
+    for pid in [*map(int, horses), worker.pid]:  # the machine dies: worker and work horse, mid-epoch
+        os.kill(pid, signal.SIGKILL)
+    worker.wait(10)
+
+    finetune_dir = backend.data_dir / "models" / f"project-{project_id}" / "finetune"
+    assert not [p for p in finetune_dir.glob("*") if not p.name.startswith(".")], "no finetune version exists"
+    assert httpx.post(f"{backend.url}/setup", json=setup, auth=auth).json()["model_version"] == served
+
+    processes["worker"] = start_worker(backend.env, root / "worker.log")  # cleans the half-written version
+    deadline = time.monotonic() + 30
+    while list(finetune_dir.glob(".staging-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not list(finetune_dir.glob(".staging-*"))
+
+    job = wait_job_end(backend, job_id, timeout=240)  # RQ notices the missing heartbeat after about a minute
+    assert job["status"] == "failed"
+    assert httpx.post(f"{backend.url}/setup", json=setup, auth=auth).json()["model_version"] == served

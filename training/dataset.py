@@ -1,0 +1,127 @@
+"""From a Label Studio project to a training set: human labels, optional pseudo-labels, embeddings, groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.images import ImageFetcher
+from backend.label_config import SoilingTags
+from models.pipeline import ImageDecodeError, SoilingPipeline, decode_image
+from training.grouping import assign_groups, dhash
+from training.progress import JobProgress
+
+FETCH_CHUNK = 64
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class Example:
+    task: dict
+    label: int | None  # 1 dirty, 0 clean, None unlabelled
+    weight: float = 1.0
+    source: str = "human"
+
+
+@dataclass
+class TrainingSet:
+    examples: list[Example]
+    embeddings: np.ndarray
+    p_zero_shot: np.ndarray
+    groups: list[str]
+    pixels: list[np.ndarray] | None = None
+    report: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([e.label for e in self.examples], dtype=int)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([e.weight for e in self.examples], dtype=np.float32)
+
+
+def human_label(task: dict, tags: SoilingTags) -> int | None:
+    """The clean/dirty choice of the task's latest non-cancelled annotation."""
+    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    for annotation in sorted(annotations, key=lambda a: (a.get("updated_at") or "", a.get("id", 0)), reverse=True):
+        for region in annotation.get("result") or []:
+            if region.get("from_name") == tags.soiling and region.get("type") == "choices":
+                choices = (region.get("value") or {}).get("choices") or []
+                if tags.dirty_label in choices:
+                    return 1
+                if tags.clean_label in choices:
+                    return 0
+    return None
+
+
+def build_training_set(
+    tasks: list[dict],
+    tags: SoilingTags,
+    pipeline: SoilingPipeline,
+    fetcher: ImageFetcher,
+    progress: JobProgress,
+    pseudo_labels: tuple[float, float, float] | None = None,
+    pixel_size: int | None = None,
+) -> TrainingSet:
+    """`pseudo_labels` = (low, high, weight): unlabelled frames with zero-shot P(dirty) outside [low, high]."""
+    candidates = []
+    for task in tasks:
+        label = human_label(task, tags)
+        if label is not None or pseudo_labels:
+            candidates.append(Example(task, label))
+    report = {"tasks": len(tasks), "human_labels": sum(e.label is not None for e in candidates)}
+    progress.stage("fetching and embedding frames", total=len(candidates))
+    kept: list[Example] = []
+    vectors, hashes, pixels, failures = [], [], [], []
+    for start in range(0, len(candidates), FETCH_CHUNK):
+        chunk = candidates[start : start + FETCH_CHUNK]
+        urls = [(e.task.get("data") or {}).get(tags.image_key) for e in chunk]
+        fetched = fetcher.fetch_many([u if isinstance(u, str) else "" for u in urls])
+        readable = [(e, b) for e, b in zip(chunk, fetched, strict=True) if isinstance(b, bytes)]
+        failures += [
+            f"task {e.task.get('id')}: {b}" for e, b in zip(chunk, fetched, strict=True) if isinstance(b, Exception)
+        ]
+        embedded = pipeline.embed([b for _, b in readable])
+        for (example, data), vector in zip(readable, embedded, strict=True):
+            if isinstance(vector, Exception):
+                failures.append(f"task {example.task.get('id')}: {vector}")
+                continue
+            try:
+                if pixel_size:
+                    pixels.append(decode_image(data, (pixel_size, pixel_size), pipeline.max_pixels))
+                hashes.append(dhash(data))
+            except (ImageDecodeError, OSError) as exc:
+                failures.append(f"task {example.task.get('id')}: {exc}")
+                continue
+            kept.append(example)
+            vectors.append(vector)
+        progress.update(advance=len(chunk))
+    if not kept:
+        raise DatasetError("no labelled frame could be read")
+    embeddings = np.stack(vectors)
+    p_zero_shot = np.array([r.p_dirty for r in pipeline.scorer.score(embeddings)])
+    if pseudo_labels:
+        low, high, weight = pseudo_labels
+        for example, p in zip(kept, p_zero_shot, strict=True):
+            if example.label is None and (p <= low or p >= high):
+                example.label, example.weight, example.source = int(p >= high), weight, "pseudo"
+    use = [i for i, e in enumerate(kept) if e.label is not None]
+    report |= {
+        "pseudo_labels": sum(kept[i].source == "pseudo" for i in use),
+        "unreadable": len(failures),
+        "unreadable_examples": failures[:20],
+    }
+    examples = [kept[i] for i in use]
+    return TrainingSet(
+        examples=examples,
+        embeddings=embeddings[use],
+        p_zero_shot=p_zero_shot[use],
+        groups=assign_groups([e.task for e in examples], [hashes[i] for i in use]),
+        pixels=[pixels[i] for i in use] if pixel_size else None,
+        report=report,
+    )

@@ -1,0 +1,110 @@
+"""Fine-tune a timm backbone on labelled frames: soiling-safe augmentations, AMP on GPU, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from models.classifier import TimmClassifier
+from training.progress import JobProgress
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    arch: str = "efficientnet_b0"
+    pretrained: bool = True
+    image_size: int = 224
+    epochs: int = 15
+    batch_size: int = 32
+    patience: int = 3
+    lr: float = 3e-4
+    device: str = "auto"
+    seed: int = 0
+
+
+def soiling_safe_augmentations() -> A.Compose:
+    """Geometry and photometry that keep dirt in the frame: no random crops that could cut it away."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                scale=(0.95, 1.05),
+                translate_percent=(-0.03, 0.03),
+                rotate=(-7, 7),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.5,
+            ),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+            A.GaussNoise(std_range=(0.01, 0.04), p=0.2),
+            A.ImageCompression(quality_range=(60, 95), p=0.3),
+        ]
+    )
+
+
+def finetune(
+    pixels: Sequence[np.ndarray],
+    labels: np.ndarray,
+    weights: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    config: FinetuneConfig,
+    progress: JobProgress,
+) -> TimmClassifier:
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    classifier = TimmClassifier.create(config.arch, config.pretrained, config.image_size, config.device)
+    model, device = classifier.model, classifier.device
+    augment = soiling_safe_augmentations()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    )
+    positives = max(float(labels[train].sum()), 1.0)
+    pos_weight = torch.tensor([(len(train) - positives) / positives], device=device)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    best_auc, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    progress.stage(f"fine-tuning {config.arch}", total=config.epochs)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(train)
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            images = np.stack([augment(image=pixels[i])["image"] for i in batch])
+            x = classifier.to_tensor(images)
+            y = torch.as_tensor(labels[batch], dtype=torch.float32, device=device)
+            w = torch.as_tensor(weights[batch], dtype=torch.float32, device=device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x).squeeze(1)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), y, weight=w, pos_weight=pos_weight
+            )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(float(loss))
+        p_val = classifier.predict_proba([pixels[i] for i in val])
+        auc = float(roc_auc_score(labels[val], p_val)) if len(set(labels[val])) == 2 else 0.0
+        progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_roc_auc=round(auc, 4))
+        if auc > best_auc:
+            best_auc, best_state, stale = auc, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                progress.log(f"early stop after epoch {epoch}: best validation ROC-AUC {best_auc:.4f}")
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return classifier

@@ -94,7 +94,7 @@ def finetune(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         p_val = classifier.predict_proba([pixels[i] for i in val])
         auc = float(roc_auc_score(labels[val], p_val)) if len(set(labels[val])) == 2 else 0.0
         progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_roc_auc=round(auc, 4))

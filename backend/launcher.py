@@ -114,6 +114,26 @@ def start_backend(port: int, env: dict[str, str], log_path: Path, host: str = "1
     )
 
 
+def start_worker(env: dict[str, str], log_path: Path, name: str | None = None) -> subprocess.Popen:
+    """A `lensguard worker` process in its own session."""
+    command = [
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "worker",
+        "--name",
+        name or f"worker-{os.getpid()}-{time.time_ns()}",
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+
+
 def stop(process: subprocess.Popen | None, timeout: float = 15) -> None:
     if process is None or process.poll() is not None:
         return

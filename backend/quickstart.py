@@ -19,6 +19,7 @@ from backend.launcher import (
     personal_access_token,
     start_backend,
     start_label_studio,
+    start_worker,
     stop,
     wait_healthy,
 )
@@ -65,6 +66,14 @@ def sample_frames(options: QuickstartOptions) -> list[Path]:
     return frames
 
 
+def worker_env(backend_env: dict[str, str], health: dict) -> dict[str, str]:
+    """The worker encodes frames with the backend's model; where the backend found no pretrained weights (no
+    hub access), the worker goes straight to the same seeded random weights instead of retrying downloads."""
+    if health.get("weights") == "random":
+        return {**backend_env, "HF_HUB_OFFLINE": "1"}
+    return backend_env
+
+
 def run(options: QuickstartOptions) -> None:
     state = options.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -94,6 +103,7 @@ def run(options: QuickstartOptions) -> None:
         processes.append(start_backend(options.backend_port, env, backend_log, host="0.0.0.0"))
         wait_healthy(backend_url, 600, processes[-1], backend_log)
         health = httpx.get(f"{backend_url}/health").json()
+        processes.append(start_worker(worker_env(env, health), state / "worker.log"))
         for warning in health.get("warnings", []):
             print(f"WARNING: {warning}", flush=True)
 
@@ -116,6 +126,8 @@ def run(options: QuickstartOptions) -> None:
             f"  Login:        {login.username}\n"
             f"  Password:     stored in {state / 'label-studio-password'}\n"
             f"  ML backend:   {backend_url} ({health['model_version']})\n"
+            f"  Training:     a worker retrains on new annotations; `lensguard jobs` lists the jobs\n"
+            f"  Logs:         {state}/{{label-studio,backend,worker}}.log\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +12,6 @@ import pytest
 
 from backend.labelstudio import LabelStudioClient
 from backend.launcher import (
-    REPO_ROOT,
     LabelStudioLogin,
     free_port,
     personal_access_token,
@@ -100,16 +96,3 @@ def launch_backend(label_studio: LabelStudioLogin, root: Path, **settings: str) 
 def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
     with launch_backend(label_studio, tmp_path_factory.mktemp("backend")) as running:
         yield running
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A real `lensguard worker` process in its own session (so a test can kill it with its work horse)."""
-    command = [sys.executable, "-m", "backend.cli", "worker", "--name", f"e2e-{secrets.token_hex(3)}"]
-    return subprocess.Popen(
-        command,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        start_new_session=True,
-    )

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from backend.launcher import REPO_ROOT, stop
-from tests.e2e.conftest import launch_backend, start_worker
+from backend.launcher import REPO_ROOT, start_worker, stop
+from tests.e2e.conftest import launch_backend
 from training.synthetic import make_frames
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()

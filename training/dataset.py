@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from backend.images import ImageFetcher
 from backend.label_config import SoilingTags
@@ -34,6 +36,7 @@ class TrainingSet:
     p_zero_shot: np.ndarray
     groups: list[str]
     pixels: list[np.ndarray] | None = None
+    thumbnails: list[bytes] | None = None
     report: dict = field(default_factory=dict)
 
     @property
@@ -43,6 +46,19 @@ class TrainingSet:
     @property
     def weights(self) -> np.ndarray:
         return np.array([e.weight for e in self.examples], dtype=np.float32)
+
+
+def thumbnail(data: bytes, width: int, max_pixels: int) -> bytes:
+    """A small JPEG of the whole frame, for reports."""
+    image = Image.open(io.BytesIO(data))
+    if image.width * image.height > max_pixels:
+        raise ImageDecodeError("image over the pixel limit")
+    image.draft("RGB", (width, width))
+    image = image.convert("RGB")
+    image.thumbnail((width, width))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80)
+    return out.getvalue()
 
 
 def human_label(task: dict, tags: SoilingTags) -> int | None:
@@ -67,6 +83,7 @@ def build_training_set(
     progress: JobProgress,
     pseudo_labels: tuple[float, float, float] | None = None,
     pixel_size: int | None = None,
+    thumbnail_size: int | None = None,
 ) -> TrainingSet:
     """`pseudo_labels` = (low, high, weight): unlabelled frames with zero-shot P(dirty) outside [low, high]."""
     candidates = []
@@ -77,7 +94,7 @@ def build_training_set(
     report = {"tasks": len(tasks), "human_labels": sum(e.label is not None for e in candidates)}
     progress.stage("fetching and embedding frames", total=len(candidates))
     kept: list[Example] = []
-    vectors, hashes, pixels, failures = [], [], [], []
+    vectors, hashes, pixels, thumbnails, failures = [], [], [], [], []
     for start in range(0, len(candidates), FETCH_CHUNK):
         chunk = candidates[start : start + FETCH_CHUNK]
         urls = [(e.task.get("data") or {}).get(tags.image_key) for e in chunk]
@@ -94,6 +111,8 @@ def build_training_set(
             try:
                 if pixel_size:
                     pixels.append(decode_image(data, (pixel_size, pixel_size), pipeline.max_pixels))
+                if thumbnail_size:
+                    thumbnails.append(thumbnail(data, thumbnail_size, pipeline.max_pixels))
                 hashes.append(dhash(data))
             except (ImageDecodeError, OSError) as exc:
                 failures.append(f"task {example.task.get('id')}: {exc}")
@@ -123,5 +142,6 @@ def build_training_set(
         p_zero_shot=p_zero_shot[use],
         groups=assign_groups([e.task for e in examples], [hashes[i] for i in use]),
         pixels=[pixels[i] for i in use] if pixel_size else None,
+        thumbnails=[thumbnails[i] for i in use] if thumbnail_size else None,
         report=report,
     )

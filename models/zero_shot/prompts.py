@@ -35,11 +35,23 @@ class PromptSet:
     classes: dict[str, tuple[str, ...]]
     types: dict[str, SoilingType] = field(default_factory=dict)
     type_templates: tuple[str, ...] = ("a camera lens covered with {}",)
+    threshold: float = 0.5  # P(dirty) at or above which a frame is called dirty
 
     @property
     def tag(self) -> str:
-        """Short, stable identity used in model_version: name, version and a content hash."""
-        return f"{self.name}-v{self.version}-{self.digest[:6]}"
+        """Short, stable identity used in model_version: name, version, a content hash, a non-default threshold."""
+        tag = f"{self.name}-v{self.version}-{self.digest[:6]}"
+        return tag if self.threshold == 0.5 else f"{tag}-t{self.threshold:.3f}"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "classes": {c: list(p) for c, p in self.classes.items()},
+            "types": {k: {"aliases": list(t.aliases), "prompts": list(t.prompts)} for k, t in self.types.items()},
+            "type_templates": list(self.type_templates),
+            "threshold": self.threshold,
+        }
 
     @property
     def digest(self) -> str:
@@ -88,12 +100,16 @@ def parse_prompt_set(data: dict, source: str = "<dict>") -> PromptSet:
     templates = _string_list(templates, f"prompt set {source}: type_templates")
     if not all("{}" in t for t in templates):
         raise PromptSetError(f"prompt set {source}: every type template needs a '{{}}' placeholder")
+    threshold = data.get("threshold", 0.5)
+    if not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise PromptSetError(f"prompt set {source}: threshold must be a number between 0 and 1")
     return PromptSet(
         name=str(data.get("name") or Path(source).stem),
         version=str(data.get("version") or "0"),
         classes={c: _string_list(classes[c], f"prompt set {source}: classes.{c}") for c in BINARY_CLASSES},
         types=types,
         type_templates=templates,
+        threshold=float(threshold),
     )
 
 

@@ -44,6 +44,15 @@ def siglip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return matches / matches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def recentre(p_dirty: np.ndarray, threshold: float) -> np.ndarray:
+    """Monotone map putting `threshold` at 0.5, so the verdict and the uncertainty follow a tuned threshold."""
+    if threshold == 0.5:
+        return p_dirty
+    return np.where(
+        p_dirty < threshold, 0.5 * p_dirty / threshold, 0.5 + 0.5 * (p_dirty - threshold) / (1.0 - threshold)
+    )
+
+
 class ZeroShotScorer:
     """Scores image embeddings against a prompt set; text embeddings are computed once per prompt group."""
 
@@ -58,6 +67,12 @@ class ZeroShotScorer:
         self._logit_bias = None if bias is None else float(bias.item())
         self._mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(clip.std).view(1, 3, 1, 1)
+
+    def with_prompt_set(self, prompt_set: PromptSet) -> ZeroShotScorer:
+        """The same model with other prompts; text embeddings already computed stay shared."""
+        other = ZeroShotScorer(self.clip, prompt_set, self.batch_size)
+        other._text_cache = self._text_cache
+        return other
 
     @property
     def encoder_identity(self) -> str:
@@ -130,6 +145,7 @@ class ZeroShotScorer:
     def score(self, embeddings: np.ndarray, type_labels: Sequence[str] = ()) -> list[ZeroShotResult]:
         classes = self.prompt_set.classes
         p_dirty = self.class_probabilities(embeddings, [classes["clean"], classes["dirty"]])[:, 1]
+        p_dirty = recentre(p_dirty, self.prompt_set.threshold)
         uncertainty = binary_uncertainty(p_dirty)
         types = self.type_probabilities(embeddings, type_labels) if type_labels else None
         return [

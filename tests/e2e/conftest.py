@@ -50,6 +50,12 @@ def label_studio(tmp_path_factory) -> Iterator[LabelStudioLogin]:
 
 
 @pytest.fixture(scope="session")
+def ls_pat(label_studio, tmp_path_factory) -> str:
+    """The one personal access token of the test user (Label Studio allows one at a time)."""
+    return personal_access_token(label_studio.url, label_studio.token, tmp_path_factory.mktemp("pat") / "pat")
+
+
+@pytest.fixture(scope="session")
 def ls_client(label_studio) -> LabelStudioClient:
     return LabelStudioClient(label_studio.url, label_studio.token)
 
@@ -65,9 +71,8 @@ class RunningBackend:
 
 
 @contextmanager
-def launch_backend(label_studio: LabelStudioLogin, root: Path, **settings: str) -> Iterator[RunningBackend]:
+def launch_backend(label_studio: LabelStudioLogin, pat: str, root: Path, **settings: str) -> Iterator[RunningBackend]:
     """The real backend process on a tiny random CLIP, reading images with a personal access token."""
-    pat = personal_access_token(label_studio.url, label_studio.token, root / "pat")
     port = free_port()
     auth = ("labelstudio", secrets.token_hex(8))
     env = {
@@ -93,6 +98,6 @@ def launch_backend(label_studio: LabelStudioLogin, root: Path, **settings: str) 
 
 
 @pytest.fixture(scope="session")
-def backend(label_studio, tmp_path_factory) -> Iterator[RunningBackend]:
-    with launch_backend(label_studio, tmp_path_factory.mktemp("backend")) as running:
+def backend(label_studio, ls_pat, tmp_path_factory) -> Iterator[RunningBackend]:
+    with launch_backend(label_studio, ls_pat, tmp_path_factory.mktemp("backend")) as running:
         yield running

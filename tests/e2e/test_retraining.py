@@ -26,7 +26,7 @@ def choice(label: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def stack(label_studio, tmp_path_factory):
+def stack(label_studio, ls_pat, tmp_path_factory):
     redis.Redis.from_url(REDIS_URL).flushdb()
     root = tmp_path_factory.mktemp("retraining")
     settings = dict(
@@ -42,7 +42,7 @@ def stack(label_studio, tmp_path_factory):
         finetune_patience="1000",
         finetune_batch_size="4",
     )
-    with launch_backend(label_studio, root, **settings) as backend:
+    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
         processes = {"worker": start_worker(backend.env, root / "worker.log")}
         try:
             yield backend, root, processes

@@ -126,6 +126,52 @@ def _jobs(args: argparse.Namespace) -> None:
         )
 
 
+def _prompts_eval(args: argparse.Namespace) -> None:
+    from backend.settings import get_settings
+
+    prompt_sets = []
+    for path in args.prompts:
+        try:
+            prompt_sets.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"cannot read prompt set {path}: {exc}") from exc
+    if args.queue:
+        from training.prompt_job import PROMPT_EVAL_FUNCTION
+
+        job_id = _queue().enqueue(
+            PROMPT_EVAL_FUNCTION,
+            (args.project, prompt_sets, args.models, args.target_recall),
+            args.project,
+            "prompt-eval",
+            "cli",
+        )
+        print(f"queued job {job_id}", flush=True)
+        if args.follow:
+            _follow(job_id)
+        return
+    from training.progress import JobProgress
+    from training.prompt_job import run_prompt_eval
+
+    result = run_prompt_eval(
+        args.project, prompt_sets, args.models, get_settings(), JobProgress(echo=_echo), args.target_recall
+    )
+    print(json.dumps(result, indent=2))
+    if args.open and "report_html" in result:
+        print(result["report_html"])
+
+
+def _prompts_use(args: argparse.Namespace) -> None:
+    from backend.settings import get_settings
+    from models.zero_shot import PromptSetError
+    from training.prompt_job import use_prompt_set
+
+    try:
+        version = use_prompt_set(args.project, Path(args.file), get_settings())
+    except PromptSetError as exc:
+        raise SystemExit(str(exc)) from exc
+    print(f"project {args.project} now serves prompt set {version.config['prompt_set']} ({version.name})")
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -167,6 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=30)
     jobs.add_argument("--follow", action="store_true")
     jobs.set_defaults(func=_jobs)
+
+    prompts = commands.add_parser("prompts", help="measure prompt sets against labelled frames, and choose one")
+    prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)
+    evaluate = prompt_commands.add_parser("eval", help="score prompt sets, single prompts and greedy ensembles")
+    evaluate.add_argument("--project", type=int, required=True)
+    evaluate.add_argument("--prompts", nargs="*", default=[], help="prompt-set JSON files (default: the served one)")
+    evaluate.add_argument(
+        "--models", nargs="*", default=[], help="open_clip models, e.g. ViT-B-16:openai ViT-B-16-SigLIP:webli"
+    )
+    evaluate.add_argument("--target-recall", type=float, help="threshold reaching this recall for dirty")
+    evaluate.add_argument("--queue", action="store_true", help="run as a job on the queue")
+    evaluate.add_argument("--follow", action="store_true", help="with --queue: show progress until it ends")
+    evaluate.add_argument("--open", action="store_true", help="print the HTML report's path at the end")
+    evaluate.set_defaults(func=_prompts_eval)
+    use = prompt_commands.add_parser("use", help="serve a prompt set (with its threshold) for a project")
+    use.add_argument("file")
+    use.add_argument("--project", type=int, required=True)
+    use.set_defaults(func=_prompts_use)
     return parser
 
 

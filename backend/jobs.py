@@ -76,25 +76,33 @@ class JobQueue:
             job_id = f"train-{project}-{kind}-{int(time.time() * 1000)}"
             if not self.connection.set(key, job_id, nx=True, ex=self.timeout_seconds):
                 continue  # another webhook won the race; join its job
-            options = dict(
-                job_id=job_id,
-                job_timeout=self.timeout_seconds,
-                result_ttl=7 * 24 * 3600,
-                failure_ttl=7 * 24 * 3600,
-                description=f"train {kind} for project {project} ({reason})",
-                meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
-                retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)])
-                if self.retries
-                else None,
-            )
-            args = (int(project), kind, reason)
-            if delay_seconds > 0:
-                self.queue.enqueue_in(timedelta(seconds=delay_seconds), TRAIN_FUNCTION, *args, **options)
-            else:
-                self.queue.enqueue(TRAIN_FUNCTION, *args, **options)
-            self.connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
+            self._submit(TRAIN_FUNCTION, (int(project), kind, reason), job_id, project, kind, reason, delay_seconds)
             return job_id, True
         raise QueueUnavailable("could not enqueue: the pending-job marker kept changing")
+
+    def enqueue(self, function: str, args: tuple, project: int | str, kind: str, reason: str) -> str:
+        """A job without de-duplication (prompt evaluations, batch runs)."""
+        job_id = f"{kind}-{project}-{int(time.time() * 1000)}"
+        self._guard(lambda: self._submit(function, args, job_id, str(project), kind, reason, 0.0))
+        return job_id
+
+    def _submit(
+        self, function: str, args: tuple, job_id: str, project: str, kind: str, reason: str, delay_seconds: float
+    ) -> None:
+        options = dict(
+            job_id=job_id,
+            job_timeout=self.timeout_seconds,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"{kind} for project {project} ({reason})",
+            meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
+            retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)]) if self.retries else None,
+        )
+        if delay_seconds > 0:
+            self.queue.enqueue_in(timedelta(seconds=delay_seconds), function, *args, **options)
+        else:
+            self.queue.enqueue(function, *args, **options)
+        self.connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
 
     def job(self, job_id: str) -> dict | None:
         def fetch():

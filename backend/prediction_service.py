@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from backend.images import ImageFetcher
 from backend.label_config import SoilingTags, parse_soiling_config
 from backend.regions import prediction_for
-from models.active_models import ActiveClassifiers
+from models.active_models import ActiveModels
 from models.pipeline import SoilingPipeline
 from models.verdict import CombineMode
 
@@ -36,14 +36,16 @@ class PredictionService:
         pipeline: SoilingPipeline,
         fetcher: ImageFetcher,
         type_threshold: float = 0.3,
-        classifiers: ActiveClassifiers | None = None,
+        classifiers: ActiveModels | None = None,
         combine: CombineMode = CombineMode.AVERAGE,
+        prompt_sets: ActiveModels | None = None,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
         self.type_threshold = type_threshold
         self.classifiers = classifiers
         self.combine = combine
+        self.prompt_sets = prompt_sets
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -51,10 +53,15 @@ class PredictionService:
     def _active(self, project: str | None):
         return self.classifiers.get(project) if self.classifiers else None
 
+    def scorer(self, project: str | None):
+        """The zero-shot scorer with the project's promoted prompt set, or the default one."""
+        chosen = self.prompt_sets.get(project) if self.prompt_sets else None
+        return chosen[1] if chosen else self.pipeline.scorer
+
     def model_version(self, project: str | None = None) -> str:
         """Names everything that produced the predictions: the active classifier, if any, and zero-shot."""
         active = self._active(project)
-        zero_shot = self.pipeline.scorer.version
+        zero_shot = self.scorer(project).version
         return zero_shot if active is None else f"{active[0].name}+{zero_shot}"
 
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
@@ -77,7 +84,9 @@ class PredictionService:
         fetched_at = time.perf_counter()
         self.seconds["fetch"] += fetched_at - started
         with self._model_lock:
-            scores = self.pipeline.score([outcomes[i] for i in readable], tags.type_labels, classifier, self.combine)
+            scores = self.pipeline.score(
+                [outcomes[i] for i in readable], tags.type_labels, classifier, self.combine, self.scorer(project)
+            )
         self.seconds["model"] += time.perf_counter() - fetched_at
         for i, score in zip(readable, scores, strict=True):
             outcomes[i] = score

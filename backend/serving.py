@@ -9,16 +9,19 @@ from backend.images import ImageFetcher
 from backend.ls_auth import LabelStudioAuth
 from backend.prediction_service import PredictionService
 from backend.settings import Settings
-from models.active_models import ActiveClassifiers
+from models.active_models import ActiveModels
+from models.classifier import load_classifier
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, ModelVersion
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
     ZeroShotConfig,
     create_zero_shot_scorer,
+    load_prompt_set,
 )
+from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +75,23 @@ def build_serving(settings: Settings) -> Serving:
         log.warning(warning)
     cache = EmbeddingCache(settings.embedding_cache_path)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
-    classifiers = ActiveClassifiers(
-        ModelRegistry(settings.registry_path), settings.serve_kinds, scorer.encoder_identity, settings.device
+    registry = ModelRegistry(settings.registry_path)
+    encoder = scorer.encoder_identity
+
+    def same_encoder(version: ModelVersion) -> bool:
+        trained_on = version.config.get("encoder", encoder)
+        if trained_on != encoder:
+            log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
+        return trained_on == encoder
+
+    classifiers = ActiveModels(
+        registry, settings.serve_kinds, lambda v: load_classifier(v, settings.device), same_encoder
+    )
+    prompt_sets = ActiveModels(
+        registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
     serving.service = PredictionService(
-        pipeline, build_fetcher(settings), settings.type_threshold, classifiers, settings.combine
+        pipeline, build_fetcher(settings), settings.type_threshold, classifiers, settings.combine, prompt_sets
     )
     log.info("serving %s on %s", scorer.version, scorer.clip.device)
     return serving

@@ -1,27 +1,36 @@
-"""The serving side's view of the registry: each project's active classifier, reloaded when promotion happens."""
+"""The serving side's view of the registry: each project's active versions, reloaded when a promotion happens."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
-from models.classifier import Classifier, load_classifier
 from models.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class ActiveClassifiers:
-    def __init__(self, registry: ModelRegistry, kinds: Sequence[str], encoder: str, device: str = "auto"):
+class ActiveModels(Generic[T]):
+    """The first kind (in preference order) with an active version that `accept`s, loaded once per promotion."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        kinds: Sequence[str],
+        load: Callable[[ModelVersion], T],
+        accept: Callable[[ModelVersion], bool] = lambda version: True,
+    ):
         self.registry = registry
-        self.kinds = tuple(kinds)  # preference order
-        self.encoder = encoder
-        self.device = device
-        self._loaded: dict[tuple[str, str], tuple[float, ModelVersion, Classifier] | None] = {}
+        self.kinds = tuple(kinds)
+        self.load = load
+        self.accept = accept
+        self._loaded: dict[tuple[str, str], tuple[int, ModelVersion, T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, project: str | None) -> tuple[ModelVersion, Classifier] | None:
+    def get(self, project: str | None) -> tuple[ModelVersion, T] | None:
         if not project:
             return None
         for kind in self.kinds:
@@ -30,10 +39,9 @@ class ActiveClassifiers:
                 return found
         return None
 
-    def _current(self, project: str, kind: str) -> tuple[ModelVersion, Classifier] | None:
-        pointer = self.registry.active_pointer(project, kind)
+    def _current(self, project: str, kind: str) -> tuple[ModelVersion, T] | None:
         try:
-            mtime = pointer.stat().st_mtime_ns
+            mtime = self.registry.active_pointer(project, kind).stat().st_mtime_ns
         except FileNotFoundError:
             return None
         key = (project, kind)
@@ -42,17 +50,9 @@ class ActiveClassifiers:
             if cached is not None and cached[0] == mtime:
                 return cached[1], cached[2]
             version = self.registry.active(project, kind)
-            if version is None:
+            if version is None or not self.accept(version):
                 return None
-            if version.config.get("encoder", self.encoder) != self.encoder:
-                log.warning(
-                    "%s was trained on %s embeddings, serving %s: not used",
-                    version.name,
-                    version.config.get("encoder"),
-                    self.encoder,
-                )
-                return None
-            classifier = load_classifier(version, self.device)
+            loaded = self.load(version)
             log.info("project %s now serves %s", project, version.name)
-            self._loaded[key] = (mtime, version, classifier)
-            return version, classifier
+            self._loaded[key] = (mtime, version, loaded)
+            return version, loaded

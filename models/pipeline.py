@@ -95,14 +95,16 @@ class SoilingPipeline:
         type_labels: Sequence[str] = (),
         classifier: Classifier | None = None,
         mode: CombineMode = CombineMode.AVERAGE,
+        scorer: ZeroShotScorer | None = None,
     ) -> list[Verdict | Exception]:
+        """`scorer`: the same image encoder with another prompt set (a project's promoted one)."""
         embedded = self.embed(images)
         good = [i for i, e in enumerate(embedded) if not isinstance(e, Exception)]
         results: list[Verdict | Exception] = list(embedded)
         if not good:
             return results
         embeddings = np.stack([embedded[i] for i in good])
-        zero_shot = self.scorer.score(embeddings, type_labels)
+        zero_shot = (scorer or self.scorer).score(embeddings, type_labels)
         p_classifier: Sequence[float | None] = [None] * len(good)
         if classifier is not None:
             if classifier.needs == "embeddings":

@@ -7,7 +7,7 @@ import logging
 from rq import get_current_job
 
 from backend.jobs import release_pending
-from backend.label_config import parse_soiling_config
+from backend.label_config import SoilingTags, parse_soiling_config
 from backend.labelstudio import LabelStudioClient
 from backend.serving import build_fetcher
 from backend.settings import Settings, get_settings
@@ -42,6 +42,18 @@ def zero_shot_config(settings: Settings) -> ZeroShotConfig:
         device=settings.device,
         batch_size=settings.batch_size,
     )
+
+
+def export_project(project_id: int, settings: Settings, progress: JobProgress) -> tuple[SoilingTags, list[dict]]:
+    """The project's tags and its tasks with annotations, through Label Studio's API."""
+    if not settings.label_studio_api_key:
+        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set: annotations cannot be exported")
+    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+    tags = parse_soiling_config(client.project(project_id)["label_config"])
+    progress.stage("exporting annotations from Label Studio")
+    tasks = client.tasks(project_id)
+    progress.log(f"{len(tasks)} tasks exported")
+    return tags, tasks
 
 
 def _fit(kind: str, data: TrainingSet, train, val, settings: Settings, encoder: str, progress: JobProgress):
@@ -80,15 +92,7 @@ def run_training(
     if kind not in CLASSIFIER_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {sorted(CLASSIFIER_KINDS)}")
     progress.log(f"training {kind} for project {project_id} ({reason})")
-    if not settings.label_studio_api_key:
-        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set: annotations cannot be exported")
-    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
-    project = client.project(project_id)
-    tags = parse_soiling_config(project["label_config"])
-    progress.stage("exporting annotations from Label Studio")
-    tasks = client.tasks(project_id)
-    progress.log(f"{len(tasks)} tasks exported")
-
+    tags, tasks = export_project(project_id, settings, progress)
     scorer = create_zero_shot_scorer(zero_shot_config(settings))
     pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
     pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None

@@ -100,7 +100,8 @@ def write_report(
         "project": project,
         **extra,
         "recommended": recommended.summary() if recommended else None,
-        "rows": [c.summary() for c in ranked],
+        "report_frames": {"task_ids": list(task_ids), "labels": labels_report.astype(int).tolist()},
+        "rows": [{**c.summary(), "p_dirty_report": np.round(c.p_report, 6).tolist()} for c in ranked],
     }
     json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(document, indent=2))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 BUNDLED_PROMPT_SETS = Path(__file__).resolve().parent.parent / "prompt_sets"
 BINARY_CLASSES = ("clean", "dirty")
+PROMPTS_KIND = "prompts"  # registry kind of the prompt set a project serves
+PROMPTS_FILE = "prompts.json"
 
 
 class PromptSetError(ValueError):

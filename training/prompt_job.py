@@ -1,0 +1,204 @@
+"""`lensguard prompts eval` and its queued job: prompt sets, single prompts, greedy ensembles and the active
+classifiers, on the same grouped split of a project's labelled frames; results go to the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rq import get_current_job
+
+from backend.serving import build_fetcher
+from backend.settings import Settings, get_settings
+from models.classifier import CLASSIFIER_KINDS, load_classifier
+from models.embedding_cache import EmbeddingCache
+from models.pipeline import SoilingPipeline
+from models.registry import ModelRegistry, ModelVersion, version_name
+from models.zero_shot import PromptSet, ZeroShotConfig, create_zero_shot_scorer, load_prompt_set
+from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_set
+from training.dataset import TrainingSet, build_training_set
+from training.grouping import SplitError, grouped_split
+from training.jobs import export_project, zero_shot_config
+from training.progress import JobProgress
+from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
+from training.prompt_report import write_report
+
+EVAL_KIND = "prompt-eval"
+PROMPT_EVAL_FUNCTION = "training.prompt_job.prompt_eval_job"
+
+
+def prompt_eval_job(project_id: int, prompt_sets: list[dict], models: list[str], target_recall: float | None) -> dict:
+    """What a worker runs; prompt sets travel as JSON so workers need no access to the caller's files."""
+    if get_current_job() is None:
+        raise RuntimeError("prompt_eval_job runs on a worker; call run_prompt_eval directly instead")
+    return run_prompt_eval(project_id, prompt_sets, models, get_settings(), JobProgress(), target_recall)
+
+
+def model_config(spec: str, settings: Settings) -> ZeroShotConfig:
+    """'ViT-B-16' (the configured weights), 'ViT-B-16:openai', 'ViT-B-16:/path/ckpt.pt' or 'hf-hub:org/repo'."""
+    base = zero_shot_config(settings)
+    if spec.startswith("hf-hub:"):
+        return ZeroShotConfig(**{**base.__dict__, "model_name": spec, "pretrained": None})
+    name, _, pretrained = spec.partition(":")
+    if not pretrained:
+        pretrained = base.pretrained if name == base.model_name else "openai"
+    return ZeroShotConfig(
+        **{**base.__dict__, "model_name": name, "pretrained": None if pretrained == "none" else pretrained}
+    )
+
+
+def _align(data: TrainingSet, task_ids: list) -> np.ndarray:
+    position = {e.task["id"]: i for i, e in enumerate(data.examples)}
+    return np.array([position[t] for t in task_ids])
+
+
+def run_prompt_eval(
+    project_id: int,
+    prompt_sets: list[dict],
+    models: list[str],
+    settings: Settings,
+    progress: JobProgress,
+    target_recall: float | None = None,
+) -> dict:
+    sets = [parse_prompt_set(data, data.get("name", f"set{i}")) for i, data in enumerate(prompt_sets)]
+    sets = sets or [load_prompt_set(settings.prompt_set)]
+    serving_spec = f"{settings.clip_model}:{settings.clip_pretrained or 'none'}"
+    models = models or [serving_spec]
+    tags, tasks = export_project(project_id, settings, progress)
+    fetcher = build_fetcher(settings)
+    registry = ModelRegistry(settings.registry_path)
+    active = [v for kind in CLASSIFIER_KINDS if (v := registry.active(project_id, kind)) is not None]
+
+    per_model: list[tuple[str, object, TrainingSet]] = []
+    for index, spec in enumerate(models):
+        config = model_config(spec, settings)
+        scorer = create_zero_shot_scorer(config)
+        pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
+        serving = config.model_name == settings.clip_model and config.pretrained == settings.clip_pretrained
+        pixel_size = settings.finetune_image_size if serving and any(v.kind == "finetune" for v in active) else None
+        progress.log(f"model {spec}: {scorer.clip.identity}")
+        data = build_training_set(
+            tasks, tags, pipeline, fetcher, progress, pixel_size=pixel_size, thumbnail_size=128 if index == 0 else None
+        )
+        per_model.append((spec, scorer, data))
+
+    common = set.intersection(*({e.task["id"] for e in data.examples} for _, _, data in per_model))
+    first = per_model[0][2]
+    task_ids = [e.task["id"] for e in first.examples if e.task["id"] in common]
+    rows = _align(first, task_ids)
+    labels, groups = first.labels[rows], [first.groups[i] for i in rows]
+    if len(set(labels.tolist())) < 2:
+        return {"status": "need_both_classes", "labelled": len(labels)}
+    try:
+        select, report = grouped_split(labels, groups, val_fraction=0.5, seed=0)
+    except SplitError as exc:
+        return {"status": "need_more_data", "detail": str(exc), "labelled": len(labels)}
+
+    progress.stage("scoring prompts", total=len(per_model))
+    candidates: list[Candidate] = []
+    for spec, scorer, data in per_model:
+        embeddings = data.embeddings[_align(data, task_ids)]
+        found = candidates_for_model(scorer, sets, spec)
+        clean_pool = [p for s in sets for p in s.classes["clean"]]
+        dirty_pool = [p for s in sets for p in s.classes["dirty"]]
+        clean, dirty, trace = greedy_ensemble(scorer, embeddings[select], labels[select], clean_pool, dirty_pool)
+        progress.log(f"{spec}: greedy ensemble of {len(clean)} clean and {len(dirty)} dirty prompts ({trace[-1]})")
+        found.append(Candidate("greedy ensemble", "ensemble", spec, clean, dirty))
+        for candidate in found:
+            scores = p_dirty(scorer, embeddings, candidate.clean, candidate.dirty)
+            candidate.p_select, candidate.p_report = scores[select], scores[report]
+            candidates.append(evaluate(candidate, labels, select, report, target_recall))
+        if spec == serving_spec:
+            candidates += _classifier_rows(
+                active, data, task_ids, labels, select, report, target_recall, spec, settings
+            )
+        progress.update(advance=1)
+
+    prompt_rows = [c for c in candidates if c.kind in ("set", "ensemble")]
+    recommended = max(prompt_rows, key=lambda c: (c.metrics["roc_auc"] or 0, c.kind == "set"))
+    base = sets[0]
+    split = {
+        "select": len(select),
+        "report": len(report),
+        "report_dirty": int(labels[report].sum()),
+        "groups": len(set(groups)),
+    }
+    extra = {"split": split, "models": models, "prompt_sets": [s.tag for s in sets], "target_recall": target_recall}
+    name = version_name(EVAL_KIND, json.dumps([c.summary() for c in candidates], sort_keys=True).encode())
+    thumbnails = [first.thumbnails[i] for i in rows[report]] if first.thumbnails else None
+
+    def write(directory: Path) -> dict:
+        write_report(
+            directory,
+            project_id,
+            candidates,
+            labels[report],
+            thumbnails,
+            [task_ids[i] for i in report],
+            recommended,
+            extra,
+        )
+        (directory / "recommended-prompts.json").write_text(
+            json.dumps(recommended.as_prompt_set(base).to_json(), indent=2)
+        )
+        return {"project": project_id, "recommended": recommended.name, "model": recommended.model}
+
+    version = registry.write_version(
+        project_id, EVAL_KIND, name, write, {"split": split, "recommended": recommended.summary()}
+    )
+    progress.log(f"report: {version.path / 'report.html'}")
+    return {
+        "status": "done",
+        "version": name,
+        "report_html": str(version.path / "report.html"),
+        "report_json": str(version.path / "report.json"),
+        "recommended_prompts": str(version.path / "recommended-prompts.json"),
+        "recommended": {
+            "name": recommended.name,
+            "model": recommended.model,
+            "roc_auc": recommended.metrics["roc_auc"],
+        },
+    }
+
+
+def _classifier_rows(
+    active: list[ModelVersion],
+    data: TrainingSet,
+    task_ids: list,
+    split_parts: tuple,
+    spec: str,
+    encoder: str,
+    settings: Settings,
+) -> list[Candidate]:
+    """The project's active probe and fine-tuned classifier, on the same frames and split."""
+    labels, select, report, target_recall = split_parts
+    rows = _align(data, task_ids)
+    found = []
+    for version in active:
+        classifier = load_classifier(version, settings.device)
+        if classifier.needs == "embeddings":
+            if version.config.get("encoder") != encoder:
+                continue
+            scores = classifier.predict_proba(data.embeddings[rows])
+        else:
+            scores = classifier.predict_proba([data.pixels[i] for i in rows])
+        candidate = Candidate(f"active {version.kind} {version.name}", "classifier", spec)
+        candidate.p_select, candidate.p_report = scores[select], scores[report]
+        found.append(evaluate(candidate, labels, select, report, target_recall))
+    return found
+
+
+def use_prompt_set(project_id: int, path: Path, settings: Settings) -> ModelVersion:
+    """Make a prompt set (with its threshold) the one /predict serves for the project."""
+    prompt_set: PromptSet = load_prompt_set(path)
+    registry = ModelRegistry(settings.registry_path)
+    name = version_name(PROMPTS_KIND, prompt_set.digest.encode())
+
+    def write(directory: Path) -> dict:
+        (directory / PROMPTS_FILE).write_text(json.dumps(prompt_set.to_json(), indent=2))
+        return {"project": project_id, "prompt_set": prompt_set.tag, "source": str(path)}
+
+    version = registry.write_version(project_id, PROMPTS_KIND, name, write, {})
+    registry.promote(version, f"chosen by hand from {path}")
+    return version

@@ -44,6 +44,18 @@ class EmbeddingCache:
                 found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
         return found
 
+    def all(self, encoder: str) -> tuple[list[str], np.ndarray]:
+        """Every cached embedding of one encoder, as (content hashes, one float32 matrix)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT content_hash, vector FROM embeddings WHERE encoder = ?", (encoder,)
+            ).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        hashes = [h for h, _ in rows]
+        matrix = np.frombuffer(bytearray(b"".join(blob for _, blob in rows)), dtype=np.float32).reshape(len(rows), -1)
+        return hashes, matrix
+
     def put_many(self, encoder: str, items: dict[str, np.ndarray]) -> None:
         rows = [
             (encoder, h, int(v.shape[-1]), np.ascontiguousarray(v, dtype=np.float32).tobytes())

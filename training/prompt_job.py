@@ -110,9 +110,8 @@ def run_prompt_eval(
             candidate.p_select, candidate.p_report = scores[select], scores[report]
             candidates.append(evaluate(candidate, labels, select, report, target_recall))
         if spec == serving_spec:
-            candidates += _classifier_rows(
-                active, data, task_ids, labels, select, report, target_recall, spec, settings
-            )
+            split_parts = (labels, select, report, target_recall)
+            candidates += _classifier_rows(active, data, task_ids, split_parts, spec, scorer.encoder_identity, settings)
         progress.update(advance=1)
 
     prompt_rows = [c for c in candidates if c.kind in ("set", "ensemble")]

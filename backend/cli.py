@@ -35,7 +35,7 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from rq import Queue, Worker
+    from rq import Queue, SimpleWorker, Worker
 
     from backend.jobs import QUEUE_NAME, connect
     from backend.settings import get_settings
@@ -46,7 +46,9 @@ def _worker(args: argparse.Namespace) -> None:
     if removed:
         logging.info("removed %d half-written model versions left by killed workers", removed)
     connection = connect(settings.redis_url)
-    worker = Worker([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
+    # By default jobs run in the worker process, so models load once per worker rather than once per job.
+    worker_class = Worker if args.fork else SimpleWorker
+    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 
@@ -172,6 +174,32 @@ def _prompts_use(args: argparse.Namespace) -> None:
     print(f"project {args.project} now serves prompt set {version.config['prompt_set']} ({version.name})")
 
 
+def _preannotate(args: argparse.Namespace) -> None:
+    queue = _queue()
+    job_id, created = queue.enqueue_preannotation(args.project, "all" if args.all else "missing", reason="cli")
+    print(f"{'queued' if created else 'joined waiting'} planning job {job_id}", flush=True)
+    if not args.follow:
+        return
+    while (plan := queue.job(job_id))["status"] not in ("finished", "failed", "stopped", "canceled"):
+        time.sleep(1)
+    if plan["status"] != "finished":
+        raise SystemExit(f"planning failed: {plan['error']}")
+    print(json.dumps(plan["result"]), flush=True)
+    if plan["result"]["total"]:
+        _follow(plan["result"]["run"])
+
+
+def _select(args: argparse.Namespace) -> None:
+    from backend.settings import get_settings
+    from training.progress import JobProgress
+    from training.select_job import run_selection
+
+    result = run_selection(
+        args.project, args.strategy, args.budget, get_settings(), JobProgress(echo=_echo), args.per_group
+    )
+    print(json.dumps(result, indent=2))
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -199,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a training worker on the job queue (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--name")
+    worker.add_argument("--fork", action="store_true", help="run each job in a forked work horse (reloads models)")
     worker.set_defaults(func=_worker)
 
     train = commands.add_parser("train", help="train a classifier for a Label Studio project")
@@ -213,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=30)
     jobs.add_argument("--follow", action="store_true")
     jobs.set_defaults(func=_jobs)
+
+    preannotate = commands.add_parser("preannotate", help="pre-annotate a project's tasks in chunks on the queue")
+    preannotate.add_argument("--project", type=int, required=True)
+    which = preannotate.add_mutually_exclusive_group()
+    which.add_argument("--missing", action="store_true", help="tasks without any prediction (default)")
+    which.add_argument("--all", action="store_true", help="every task without a prediction of the served version")
+    preannotate.add_argument("--follow", action="store_true", help="show a progress bar until the run ends")
+    preannotate.set_defaults(func=_preannotate)
+
+    choose = commands.add_parser("select", help="queue the most useful unlabelled frames in a Label Studio tab")
+    choose.add_argument("--project", type=int, required=True)
+    choose.add_argument(
+        "--strategy",
+        default="combined",
+        choices=["least-confident", "margin", "entropy", "disagreement", "likely-dirty", "diversity", "combined"],
+    )
+    choose.add_argument("--budget", type=int, default=100)
+    choose.add_argument("--per-group", type=int, default=1, help="frames of one sequence/scene at most")
+    choose.set_defaults(func=_select)
 
     prompts = commands.add_parser("prompts", help="measure prompt sets against labelled frames, and choose one")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)

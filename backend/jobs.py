@@ -15,6 +15,8 @@ TRAIN_FUNCTION = "training.jobs.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
 JOBS_INDEX_KEY = "lensguard:jobs"
+RUN_KEY = "lensguard:run:{run}"  # a batch pre-annotation run: a hash of counters its chunk jobs update
+PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
@@ -59,9 +61,21 @@ class JobQueue:
         self, project: int | str, kind: str, reason: str, delay_seconds: float = 0.0
     ) -> tuple[str, bool]:
         """(job id, created): at most one waiting job per project and kind; a burst joins the waiting one."""
-        return self._guard(lambda: self._enqueue(str(project), kind, reason, delay_seconds))
+        args = (int(project), kind, reason)
+        return self._guard(lambda: self._enqueue(TRAIN_FUNCTION, args, str(project), kind, reason, delay_seconds))
 
-    def _enqueue(self, project: str, kind: str, reason: str, delay_seconds: float) -> tuple[str, bool]:
+    def enqueue_preannotation(
+        self, project: int | str, mode: str, reason: str, delay_seconds: float = 0.0
+    ) -> tuple[str, bool]:
+        """A planning job that splits the project's unpredicted tasks into chunk jobs; de-duplicated likewise."""
+        args = (int(project), mode, reason)
+        return self._guard(
+            lambda: self._enqueue(PREANNOTATE_FUNCTION, args, str(project), "preannotate", reason, delay_seconds)
+        )
+
+    def _enqueue(
+        self, function: str, args: tuple, project: str, kind: str, reason: str, delay_seconds: float
+    ) -> tuple[str, bool]:
         key = PENDING_KEY.format(project=project, kind=kind)
         for _ in range(5):
             existing = self.connection.get(key)
@@ -73,10 +87,10 @@ class JobQueue:
                 except NoSuchJobError:
                     pass
                 self.connection.delete(key)  # stale marker: the job ran or vanished
-            job_id = f"train-{project}-{kind}-{int(time.time() * 1000)}"
+            job_id = f"{'train' if function == TRAIN_FUNCTION else kind}-{project}-{kind}-{int(time.time() * 1000)}"
             if not self.connection.set(key, job_id, nx=True, ex=self.timeout_seconds):
                 continue  # another webhook won the race; join its job
-            self._submit(TRAIN_FUNCTION, (int(project), kind, reason), job_id, project, kind, reason, delay_seconds)
+            self._submit(function, args, job_id, project, kind, reason, delay_seconds)
             return job_id, True
         raise QueueUnavailable("could not enqueue: the pending-job marker kept changing")
 
@@ -107,6 +121,8 @@ class JobQueue:
     def job(self, job_id: str) -> dict | None:
         def fetch():
             self._cleanup_abandoned()
+            if job_id.startswith("run-"):
+                return run_status(self.connection, job_id)
             try:
                 return describe(Job.fetch(job_id, connection=self.connection))
             except NoSuchJobError:
@@ -118,13 +134,51 @@ class JobQueue:
         def fetch():
             self._cleanup_abandoned()
             ids = [i.decode() for i in self.connection.zrevrange(JOBS_INDEX_KEY, 0, limit - 1)]
-            return [describe(job) for job in Job.fetch_many(ids, connection=self.connection) if job is not None]
+            jobs = {job.id: describe(job) for job in Job.fetch_many(ids, connection=self.connection) if job}
+            runs = {i: run_status(self.connection, i) for i in ids if i.startswith("run-")}
+            return [found for i in ids if (found := jobs.get(i) or runs.get(i)) is not None]
 
         return self._guard(fetch)
 
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
         self.queue.started_job_registry.cleanup()
+
+
+def run_status(connection: redis.Redis, run_id: str) -> dict | None:
+    """A pre-annotation run, in the shape of a job: done/total, failures, frames/s and ETA."""
+    raw = connection.hgetall(RUN_KEY.format(run=run_id))
+    if not raw:
+        return None
+    run = {k.decode(): v.decode() for k, v in raw.items()}
+    total, done, failed = int(run["total"]), int(run["done"]), int(run["failed"])
+    elapsed = max(float(run.get("updated", run["started"])) - float(run["started"]), 1e-9)
+    rate = done / elapsed if done else 0.0
+    finished = done >= total
+    return {
+        "id": run_id,
+        "status": "finished" if finished else "started",
+        "project": run["project"],
+        "kind": "preannotate-run",
+        "reason": f"{run['chunks']} chunks",
+        "enqueued_at": None,
+        "started_at": None,
+        "ended_at": None,
+        "progress": {
+            "stage": f"pre-annotating with {run['version']}",
+            "done": done,
+            "total": total,
+            "failed": failed,
+            "rate": round(rate, 2),
+            "eta_s": round((total - done) / rate, 1) if rate else None,
+        },
+        "log": [],
+        "result": {"status": "done", "predicted": done - failed, "failed": failed, "version": run["version"]}
+        if finished
+        else None,
+        "error": None,
+        "retries_left": None,
+    }
 
 
 def describe(job: Job) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import mimetypes
 from collections.abc import Iterable, Sequence
@@ -128,14 +129,14 @@ class LabelStudioClient:
             created += int(response.json().get("task_count", 0))
         return created
 
-    def tasks(self, project_id: int) -> list[dict]:
+    def tasks(self, project_id: int, ids: Sequence[int] | None = None) -> list[dict]:
+        """All tasks of the project (or just `ids`), with annotations and predictions."""
+        params: dict = {"project": project_id, "page_size": 500, "fields": "all"}
+        if ids is not None:
+            params["query"] = json.dumps({"selectedItems": {"all": False, "included": list(ids)}})
         tasks, page = [], 1
         while True:
-            response = self._http.get(
-                "/api/tasks",
-                params={"project": project_id, "page": page, "page_size": 500, "fields": "all"},
-                headers=self.auth.header(),
-            )
+            response = self._http.get("/api/tasks", params={**params, "page": page}, headers=self.auth.header())
             if response.status_code == 404:  # past the last page
                 return tasks
             if response.status_code >= 400:
@@ -158,6 +159,11 @@ class LabelStudioClient:
 
     def annotate(self, task_id: int, result: list[dict]) -> dict:
         return self.request("POST", f"/api/tasks/{task_id}/annotations", json={"result": result}).json()
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> None:
+        """Bulk-create predictions: [{"task", "result", "score", "model_version"}, ...]."""
+        if predictions:
+            self.request("POST", f"/api/projects/{project_id}/import/predictions", json=list(predictions))
 
     def predictions(self, project_id: int) -> list[dict]:
         return self.request("GET", "/api/predictions", params={"project": project_id}).json()

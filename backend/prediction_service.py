@@ -7,12 +7,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from backend.images import ImageFetcher
 from backend.label_config import SoilingTags, parse_soiling_config
 from backend.regions import prediction_for
 from models.active_models import ActiveModels
-from models.pipeline import SoilingPipeline
+from models.pipeline import Prepared, SoilingPipeline
 from models.verdict import CombineMode
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,17 @@ def image_url(task: dict, tags: SoilingTags) -> str:
     if not isinstance(url, str) or not url:
         raise TaskError(f"task {task.get('id')} has no '{tags.image_key}' field with an image URL")
     return url
+
+
+@dataclass
+class PreparedTasks:
+    tasks: list[dict]
+    tags: SoilingTags
+    project: str | None
+    outcomes: list[object]  # per task: bytes, then a verdict, or the exception that stopped it
+    readable: list[int]
+    prepared: Prepared
+    prepare_seconds: float
 
 
 class PredictionService:
@@ -66,11 +78,12 @@ class PredictionService:
 
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
         """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
+        return self.finish(self.prepare(tasks, label_config, project))
+
+    def prepare(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> PreparedTasks:
+        """Fetch and decode (threads, no model): a batch job runs this for the next batch during inference."""
         started = time.perf_counter()
         tags = parse_soiling_config(label_config)
-        active = self._active(project)
-        classifier = active[1] if active else None
-        version = self.model_version(project)
         outcomes: list[object] = []
         for task in tasks:
             try:
@@ -81,17 +94,24 @@ class PredictionService:
         for i, fetched in zip(wanted, self.fetcher.fetch_many([outcomes[i] for i in wanted]), strict=True):
             outcomes[i] = fetched
         readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes)]
-        fetched_at = time.perf_counter()
-        self.seconds["fetch"] += fetched_at - started
+        prepared = self.pipeline.prepare([outcomes[i] for i in readable])
+        self.seconds["fetch"] += time.perf_counter() - started
+        return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
+
+    def finish(self, batch: PreparedTasks) -> list[dict]:
+        started = time.perf_counter()
+        project, tags, outcomes = batch.project, batch.tags, batch.outcomes
+        active = self._active(project)
+        version = self.model_version(project)
         with self._model_lock:
             scores = self.pipeline.score(
-                [outcomes[i] for i in readable], tags.type_labels, classifier, self.combine, self.scorer(project)
+                batch.prepared, tags.type_labels, active[1] if active else None, self.combine, self.scorer(project)
             )
-        self.seconds["model"] += time.perf_counter() - fetched_at
-        for i, score in zip(readable, scores, strict=True):
+        self.seconds["model"] += time.perf_counter() - started
+        for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
         predictions = []
-        for task, outcome in zip(tasks, outcomes, strict=True):
+        for task, outcome in zip(batch.tasks, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.warning("task %s: %s", task.get("id"), outcome)
                 self.counters["tasks_failed"] += 1
@@ -103,5 +123,5 @@ class PredictionService:
             predictions.append(prediction)
             self.counters["tasks_predicted"] += 1
         self.counters["predict_requests"] += 1
-        self.seconds["total"] += time.perf_counter() - started
+        self.seconds["total"] += batch.prepare_seconds + time.perf_counter() - started
         return predictions

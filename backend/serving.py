@@ -18,8 +18,8 @@ from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
     ZeroShotConfig,
-    create_zero_shot_scorer,
     load_prompt_set,
+    shared_zero_shot_scorer,
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 
@@ -50,7 +50,7 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
 def build_serving(settings: Settings) -> Serving:
     serving = Serving(settings=settings)
     try:
-        scorer = create_zero_shot_scorer(
+        scorer = shared_zero_shot_scorer(
             ZeroShotConfig(
                 model_name=settings.clip_model,
                 pretrained=settings.clip_pretrained,

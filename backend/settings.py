@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     train_min_new_annotations: int = 10
     train_debounce_seconds: float = 5.0
     train_retries: int = 2
+    preannotate_on_import: bool = True
     job_timeout_seconds: int = 4 * 3600
     promotion_metric: str = "roc_auc"
     val_fraction: float = 0.25

@@ -8,6 +8,7 @@ from backend.settings import Settings
 
 ANNOTATION_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
 TRAINING_ACTIONS = {"START_TRAINING"}
+IMPORT_ACTIONS = {"TASKS_CREATED"}
 
 
 def changed_annotations(event: WebhookEvent) -> int:
@@ -21,11 +22,18 @@ def changed_annotations(event: WebhookEvent) -> int:
 def handle_webhook(event: WebhookEvent, queue: JobQueue, settings: Settings) -> dict:
     """Raises backend.jobs.QueueUnavailable when Redis is down (the route answers 503)."""
     action = event.action
-    if action not in ANNOTATION_ACTIONS | TRAINING_ACTIONS:
+    if action not in ANNOTATION_ACTIONS | TRAINING_ACTIONS | IMPORT_ACTIONS:
         return {"status": "ignored", "action": action}
     project = project_id(event.project)
     if project is None:
         return {"status": "ignored", "action": action, "detail": "the event names no project"}
+    if action in IMPORT_ACTIONS:
+        if not settings.preannotate_on_import:
+            return {"status": "ignored", "action": action, "detail": "LENSGUARD_PREANNOTATE_ON_IMPORT is off"}
+        job, created = queue.enqueue_preannotation(
+            project, "missing", reason=action, delay_seconds=settings.train_debounce_seconds
+        )
+        return {"status": "queued", "action": action, "jobs": [job], "created": [created]}
     if action in TRAINING_ACTIONS:
         jobs = [queue.enqueue_training(project, kind, reason=action) for kind in settings.auto_train_kinds]
         queue.reset_new_annotations(project)

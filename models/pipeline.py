@@ -46,6 +46,14 @@ def decode_image(data: bytes, size: tuple[int, int], max_pixels: int) -> np.ndar
         raise ImageDecodeError(f"not a readable image ({exc})") from exc
 
 
+@dataclass
+class Prepared:
+    images: list[bytes]
+    hashes: list[str]
+    cached: dict[str, np.ndarray]
+    decoded: dict[str, np.ndarray | Exception]  # frames the cache lacked, ready for the encoder
+
+
 class SoilingPipeline:
     def __init__(
         self,
@@ -60,24 +68,33 @@ class SoilingPipeline:
         self._pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
         self.stats = PipelineStats()
 
-    def embed(self, images: Sequence[bytes]) -> list[np.ndarray | Exception]:
+    def prepare(self, images: Sequence[bytes]) -> Prepared:
+        """The CPU side, safe to run in another thread while the model works: hash, cache lookup, decode."""
         encoder = self.scorer.encoder_identity
         hashes = [content_hash(data) for data in images]
         cached = self.cache.get_many(encoder, hashes) if self.cache else {}
         todo = {h: data for h, data in zip(hashes, images, strict=True) if h not in cached}
         decoded = dict(zip(todo, self._pool.map(self._decode_or_error, todo.values()), strict=True))
-        ready = {h: px for h, px in decoded.items() if not isinstance(px, Exception)}
+        return Prepared(list(images), hashes, cached, decoded)
+
+    def finish(self, prepared: Prepared) -> list[np.ndarray | Exception]:
+        """The model side: encode what the cache lacked, store it, return one embedding (or error) per image."""
+        ready = {h: px for h, px in prepared.decoded.items() if not isinstance(px, Exception)}
+        embeddings = dict(prepared.cached)
         if ready:
             vectors = self.scorer.encode_images(list(ready.values()))
             fresh = dict(zip(ready, vectors, strict=True))
             if self.cache:
-                self.cache.put_many(encoder, fresh)
-            cached.update(fresh)
-        self.stats.images += len(images)
-        self.stats.cache_hits += len(images) - len(todo)
+                self.cache.put_many(self.scorer.encoder_identity, fresh)
+            embeddings.update(fresh)
+        self.stats.images += len(prepared.hashes)
+        self.stats.cache_hits += len(prepared.hashes) - len(prepared.decoded)
         self.stats.encoded += len(ready)
-        self.stats.failed += len(todo) - len(ready)
-        return [cached[h] if h in cached else decoded[h] for h in hashes]
+        self.stats.failed += len(prepared.decoded) - len(ready)
+        return [embeddings[h] if h in embeddings else prepared.decoded[h] for h in prepared.hashes]
+
+    def embed(self, images: Sequence[bytes]) -> list[np.ndarray | Exception]:
+        return self.finish(self.prepare(images))
 
     def _decode_or_error(self, data: bytes) -> np.ndarray | Exception:
         try:
@@ -91,14 +108,16 @@ class SoilingPipeline:
 
     def score(
         self,
-        images: Sequence[bytes],
+        images: Sequence[bytes] | Prepared,
         type_labels: Sequence[str] = (),
         classifier: Classifier | None = None,
         mode: CombineMode = CombineMode.AVERAGE,
         scorer: ZeroShotScorer | None = None,
     ) -> list[Verdict | Exception]:
         """`scorer`: the same image encoder with another prompt set (a project's promoted one)."""
-        embedded = self.embed(images)
+        prepared = images if isinstance(images, Prepared) else self.prepare(images)
+        images = prepared.images
+        embedded = self.finish(prepared)
         good = [i for i, e in enumerate(embedded) if not isinstance(e, Exception)]
         results: list[Verdict | Exception] = list(embedded)
         if not good:

@@ -15,7 +15,8 @@ from models.classifier import CLASSIFIER_KINDS, LinearProbe, load_classifier
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, version_name
-from models.zero_shot import ZeroShotConfig, create_zero_shot_scorer
+from models.zero_shot import ZeroShotConfig, shared_zero_shot_scorer
+from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
 from training.finetune import FinetuneConfig, finetune
 from training.grouping import SplitError, grouped_split
@@ -93,7 +94,7 @@ def run_training(
         raise ValueError(f"unknown model kind {kind!r}; known: {sorted(CLASSIFIER_KINDS)}")
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
-    scorer = create_zero_shot_scorer(zero_shot_config(settings))
+    scorer = shared_zero_shot_scorer(zero_shot_config(settings))
     pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
     pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None
     pixel_size = settings.finetune_image_size if CLASSIFIER_KINDS[kind].needs == "pixels" else None
@@ -151,6 +152,10 @@ def run_training(
         return {**config, "project": project_id, "threshold": metrics[kind]["threshold"]}
 
     version = registry.write_version(project_id, kind, name, write, document)
+    curve = learning_curve.record(
+        version.path.parent, name, [e.task for e in data.examples if e.source == "human"], new_score, promote
+    )
+    progress.log(f"learning curve: {curve['labels']} labels (+{curve['added']}, picked by {curve['added_by']})")
     if promote:
         registry.promote(version, f"{metric} {new_score} > active {active_score}" if active else "first version")
         progress.log(f"promoted {name}: {metric} {new_score} (active was {active_score})")

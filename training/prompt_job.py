@@ -15,7 +15,7 @@ from models.classifier import CLASSIFIER_KINDS, load_classifier
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, ModelVersion, version_name
-from models.zero_shot import PromptSet, ZeroShotConfig, create_zero_shot_scorer, load_prompt_set
+from models.zero_shot import PromptSet, ZeroShotConfig, load_prompt_set, shared_zero_shot_scorer
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_set
 from training.dataset import TrainingSet, build_training_set
 from training.grouping import SplitError, grouped_split
@@ -73,7 +73,7 @@ def run_prompt_eval(
     per_model: list[tuple[str, object, TrainingSet]] = []
     for index, spec in enumerate(models):
         config = model_config(spec, settings)
-        scorer = create_zero_shot_scorer(config)
+        scorer = shared_zero_shot_scorer(config)
         pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
         serving = config.model_name == settings.clip_model and config.pretrained == settings.clip_pretrained
         pixel_size = settings.finetune_image_size if serving and any(v.kind == "finetune" for v in active) else None

@@ -1,6 +1,6 @@
 """Zero-shot soiling detection with open_clip (CLIP and SigLIP)."""
 
-from models.zero_shot.factory import ZeroShotConfig, create_zero_shot_scorer
+from models.zero_shot.factory import ZeroShotConfig, create_zero_shot_scorer, shared_zero_shot_scorer
 from models.zero_shot.loading import ClipSpec, LoadedClip, WeightsUnavailableError, load_clip
 from models.zero_shot.prompts import PromptSet, PromptSetError, load_prompt_set
 from models.zero_shot.scorer import ZeroShotResult, ZeroShotScorer, binary_uncertainty
@@ -18,4 +18,5 @@ __all__ = [
     "create_zero_shot_scorer",
     "load_clip",
     "load_prompt_set",
+    "shared_zero_shot_scorer",
 ]

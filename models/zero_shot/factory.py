@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from models.zero_shot.loading import ClipSpec, load_clip
 from models.zero_shot.prompts import load_prompt_set
@@ -30,3 +31,9 @@ def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
         )
     )
     return ZeroShotScorer(clip, prompt_set, batch_size=config.batch_size)
+
+
+@lru_cache(maxsize=4)
+def shared_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
+    """One scorer per config and process: a long-lived worker loads a model once, not once per job."""
+    return create_zero_shot_scorer(config)

@@ -1,0 +1,75 @@
+"""The active-learning loop's record: after each retraining, labels added, which strategy picked them, and
+validation ROC-AUC over label count, as JSON and a PNG in the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+STRATEGY_PREFIX = "lensguard_"
+
+
+def picked_by(tasks: list[dict]) -> dict[str, int]:
+    """How many of these labelled tasks each selection strategy had ranked (its `lensguard_*` data field)."""
+    counts: Counter[str] = Counter()
+    for task in tasks:
+        fields = [k for k in (task.get("data") or {}) if k.startswith(STRATEGY_PREFIX)]
+        counts.update(k.removeprefix(STRATEGY_PREFIX).replace("_", "-") for k in fields)
+        if not fields:
+            counts["unselected"] += 1
+    return dict(counts)
+
+
+def record(kind_dir: Path, version: str, labelled_tasks: list[dict], roc_auc: float | None, promoted: bool) -> dict:
+    path = kind_dir / "learning_curve.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    previous = history[-1] if history else {"labels": 0, "picked_by": {}}
+    counts = picked_by(labelled_tasks)
+    entry = {
+        "version": version,
+        "at": datetime.now(UTC).isoformat(),
+        "labels": len(labelled_tasks),
+        "added": len(labelled_tasks) - previous["labels"],
+        "picked_by": counts,
+        "added_by": {
+            k: v - previous["picked_by"].get(k, 0) for k, v in counts.items() if v - previous["picked_by"].get(k, 0)
+        },
+        "roc_auc": roc_auc,
+        "promoted": promoted,
+    }
+    history.append(entry)
+    fd, tmp = tempfile.mkstemp(dir=kind_dir, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(history, handle, indent=2)
+    os.replace(tmp, path)
+    _plot(kind_dir / "learning_curve.png", history)
+    return entry
+
+
+def _plot(path: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(5, 3.5))
+    points = [(h["labels"], h["roc_auc"]) for h in history if h["roc_auc"] is not None]
+    if points:
+        axis.plot(*zip(*points, strict=True), marker="o")
+    for h in history:
+        if h["roc_auc"] is not None and h["promoted"]:
+            axis.annotate(
+                "promoted", (h["labels"], h["roc_auc"]), fontsize=7, xytext=(3, -10), textcoords="offset points"
+            )
+    axis.set(xlabel="labelled frames", ylabel="validation ROC-AUC", title="active-learning loop")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,144 @@
+"""Batch pre-annotation: a planning job splits a project's unpredicted tasks into chunks; chunk jobs (any number
+of workers, any machines sharing Redis and the model directory) predict and write back in bulk.
+
+Resumable and idempotent: a task is skipped when Label Studio already holds a prediction of the version being
+served, checked again by each chunk right before it writes, so a retried or duplicated chunk adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+from rq import Queue, Retry, get_current_job
+
+from backend.jobs import JOBS_INDEX_KEY, QUEUE_NAME, RUN_KEY, release_pending
+from backend.labelstudio import LabelStudioClient
+from backend.prediction_service import PredictionService
+from backend.serving import build_serving
+from backend.settings import Settings, get_settings
+from training.progress import JobProgress
+
+log = logging.getLogger(__name__)
+PLAN_FUNCTION = "training.preannotate.plan_job"
+CHUNK_FUNCTION = "training.preannotate.chunk_job"
+MODES = ("missing", "all")  # tasks without any prediction / tasks without one of the served version
+
+
+@lru_cache(maxsize=1)
+def worker_service() -> PredictionService:
+    """The serving stack, loaded once per worker process and reused by every chunk it runs."""
+    serving = build_serving(get_settings())
+    if serving.service is None:
+        raise RuntimeError(f"model not loaded: {serving.error}")
+    return serving.service
+
+
+def _client(settings: Settings) -> LabelStudioClient:
+    if not settings.label_studio_api_key:
+        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set: tasks cannot be read or written")
+    return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+
+
+def tasks_to_predict(task_ids: list[int], predictions: list[dict], version: str, mode: str) -> list[int]:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    have_any = {p["task"] for p in predictions}
+    have_version = {p["task"] for p in predictions if p.get("model_version") == version}
+    skip = have_any if mode == "missing" else have_version
+    return [t for t in task_ids if t not in skip]
+
+
+def plan_job(project_id: int, mode: str = "missing", reason: str = "manual", chunk_size: int = 64) -> dict:
+    job = get_current_job()
+    if job is not None:
+        release_pending(job.connection, project_id, "preannotate", job.id)
+    settings = get_settings()
+    progress = JobProgress()
+    client = _client(settings)
+    version = worker_service().model_version(str(project_id))
+    task_ids = [t["id"] for t in client.tasks(project_id)]
+    todo = tasks_to_predict(task_ids, client.predictions(project_id), version, mode)
+    progress.log(f"{len(todo)} of {len(task_ids)} tasks to pre-annotate with {version} ({mode}, {reason})")
+    run_id = f"run-{project_id}-{int(time.time() * 1000)}"
+    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    if job is not None:
+        connection = job.connection
+        connection.hset(
+            RUN_KEY.format(run=run_id),
+            mapping={
+                "project": project_id,
+                "version": version,
+                "total": len(todo),
+                "done": 0,
+                "failed": 0,
+                "chunks": len(chunks),
+                "started": time.time(),
+                "plan_job": job.id,
+            },
+        )
+        connection.zadd(JOBS_INDEX_KEY, {run_id: time.time()})
+        queue = Queue(QUEUE_NAME, connection=connection)
+        for index, chunk in enumerate(chunks):
+            queue.enqueue(
+                CHUNK_FUNCTION,
+                project_id,
+                run_id,
+                chunk,
+                job_id=f"{run_id}-chunk-{index}",
+                retry=Retry(max=3, interval=[5, 30, 120]),
+                job_timeout=settings.job_timeout_seconds,
+                result_ttl=24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                meta={
+                    "project": str(project_id),
+                    "kind": "preannotate-chunk",
+                    "reason": run_id,
+                    "progress": {},
+                    "log": [],
+                },
+            )
+    return {"status": "planned", "run": run_id, "total": len(todo), "chunks": len(chunks), "version": version}
+
+
+def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
+    job = get_current_job()
+    written, failed = predict_and_write(project_id, task_ids, get_settings())
+    if job is not None:  # counted once, when the chunk completes; a crashed attempt counts nothing
+        key = RUN_KEY.format(run=run_id)
+        job.connection.hincrby(key, "done", len(task_ids))
+        job.connection.hincrby(key, "failed", failed)
+        job.connection.hset(key, "updated", time.time())
+    return {"written": written, "failed": failed, "already_done": len(task_ids) - written - failed}
+
+
+def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) -> tuple[int, int]:
+    """Predict tasks that still lack the served version; fetching and decoding batch k+1 overlaps batch k."""
+    service = worker_service()
+    client = _client(settings)
+    project = str(project_id)
+    version = service.model_version(project)
+    label_config = client.project(project_id)["label_config"]
+    tasks = client.tasks(project_id, ids=task_ids)
+    todo = [t for t in tasks if not any(p.get("model_version") == version for p in t.get("predictions") or [])]
+    batch = service.pipeline.scorer.batch_size
+    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+    written = failed = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
+        upcoming = prefetch.submit(service.prepare, batches[0], label_config, project) if batches else None
+        for index in range(len(batches)):
+            prepared = upcoming.result()
+            if index + 1 < len(batches):
+                upcoming = prefetch.submit(service.prepare, batches[index + 1], label_config, project)
+            results = service.finish(prepared)
+            good = [
+                {"task": r["task"], "result": r["result"], "score": r["score"], "model_version": r["model_version"]}
+                for r in results
+                if "result" in r
+            ]
+            client.import_predictions(project_id, good)
+            written += len(good)
+            failed += len(results) - len(good)
+    return written, failed + (len(task_ids) - len(tasks))  # tasks deleted meanwhile count as failed

@@ -35,10 +35,11 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from rq import Queue, SimpleWorker, Worker
+    from rq import Queue, Worker
 
     from backend.jobs import QUEUE_NAME, connect
     from backend.settings import get_settings
+    from backend.worker import HeartbeatWorker
     from models.registry import ModelRegistry
 
     settings = get_settings()
@@ -47,7 +48,7 @@ def _worker(args: argparse.Namespace) -> None:
         logging.info("removed %d half-written model versions left by killed workers", removed)
     connection = connect(settings.redis_url)
     # By default jobs run in the worker process, so models load once per worker rather than once per job.
-    worker_class = Worker if args.fork else SimpleWorker
+    worker_class = Worker if args.fork else HeartbeatWorker
     worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 

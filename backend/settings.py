@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     train_debounce_seconds: float = 5.0
     train_retries: int = 2
     preannotate_on_import: bool = True
+    preannotate_chunk_size: int = 64
     job_timeout_seconds: int = 4 * 3600
     promotion_metric: str = "roc_auc"
     val_fraction: float = 0.25

@@ -51,7 +51,7 @@ def tasks_to_predict(task_ids: list[int], predictions: list[dict], version: str,
     return [t for t in task_ids if t not in skip]
 
 
-def plan_job(project_id: int, mode: str = "missing", reason: str = "manual", chunk_size: int = 64) -> dict:
+def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> dict:
     job = get_current_job()
     if job is not None:
         release_pending(job.connection, project_id, "preannotate", job.id)
@@ -63,7 +63,8 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual", chu
     todo = tasks_to_predict(task_ids, client.predictions(project_id), version, mode)
     progress.log(f"{len(todo)} of {len(task_ids)} tasks to pre-annotate with {version} ({mode}, {reason})")
     run_id = f"run-{project_id}-{int(time.time() * 1000)}"
-    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    size = settings.preannotate_chunk_size
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if job is not None:
         connection = job.connection
         connection.hset(
@@ -88,7 +89,7 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual", chu
                 run_id,
                 chunk,
                 job_id=f"{run_id}-chunk-{index}",
-                retry=Retry(max=3, interval=[5, 30, 120]),
+                retry=Retry(max=3),
                 job_timeout=settings.job_timeout_seconds,
                 result_ttl=24 * 3600,
                 failure_ttl=7 * 24 * 3600,

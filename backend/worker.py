@@ -1,0 +1,41 @@
+"""The RQ worker: jobs run in the worker process (models stay loaded between jobs), with a heartbeat thread
+so that a worker killed mid-job is noticed within a minute instead of after the job timeout."""
+
+from __future__ import annotations
+
+import threading
+
+from rq import SimpleWorker
+from rq.job import Job
+from rq.queue import Queue
+from rq.worker import WorkerStatus
+
+HEARTBEAT_INTERVAL = 10  # seconds between heartbeats while a job runs
+HEARTBEAT_TTL = 45  # a job whose heartbeat is older than this counts as abandoned
+
+
+class HeartbeatWorker(SimpleWorker):
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        return HEARTBEAT_TTL
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self.prepare_execution(job)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            self.perform_job(job, queue)
+        finally:
+            stop.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL):
+            execution = self.execution
+            if execution is None:
+                continue
+            with self.connection.pipeline() as pipeline:
+                execution.heartbeat(job.started_job_registry, HEARTBEAT_TTL, pipeline)
+                self.heartbeat(pipeline=pipeline)
+                pipeline.execute()

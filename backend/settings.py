@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     allow_random_weights: bool = False
     prompt_set: str = "soiling-v1"
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 0  # 0: chosen for the device (32 on CPU, more on a GPU with room)
     type_threshold: float = 0.3
 
     # Trained classifiers: which active kind serves first, and how it joins zero-shot

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import torch
+
 from models.zero_shot.loading import ClipSpec, load_clip
 from models.zero_shot.prompts import load_prompt_set
 from models.zero_shot.scorer import ZeroShotScorer
@@ -17,7 +19,7 @@ class ZeroShotConfig:
     prompt_set: str = "soiling-v1"
     allow_random_weights: bool = False
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 0  # 0: automatic, see auto_batch_size
 
 
 def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
@@ -30,7 +32,15 @@ def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
             device=config.device,
         )
     )
-    return ZeroShotScorer(clip, prompt_set, batch_size=config.batch_size)
+    return ZeroShotScorer(clip, prompt_set, batch_size=config.batch_size or auto_batch_size(clip.device))
+
+
+def auto_batch_size(device: torch.device) -> int:
+    """32 frames on CPU (more only adds latency); on a GPU, scaled with its memory (ViT-B at fp16)."""
+    if device.type != "cuda":
+        return 32
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return 256 if gib >= 40 else 128 if gib >= 16 else 64
 
 
 @lru_cache(maxsize=4)

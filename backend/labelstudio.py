@@ -162,8 +162,13 @@ class LabelStudioClient:
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> None:
         """Bulk-create predictions: [{"task", "result", "score", "model_version"}, ...]."""
-        if predictions:
-            self.request("POST", f"/api/projects/{project_id}/import/predictions", json=list(predictions))
+        if not predictions:
+            return
+        try:
+            self.sdk.projects.import_predictions(project_id, request=list(predictions))
+        except Exception as exc:  # the SDK raises its own ApiError and httpx errors
+            message = f"importing {len(predictions)} predictions into project {project_id}: {exc}"
+            raise LabelStudioError(message) from exc
 
     def predictions(self, project_id: int) -> list[dict]:
         return self.request("GET", "/api/predictions", params={"project": project_id}).json()

@@ -201,6 +201,14 @@ def _select(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _synth(args: argparse.Namespace) -> None:
+    from training.synthetic import write_dataset
+
+    width, _, height = args.size.partition("x")
+    manifest = write_dataset(args.out, args.count, int(width), int(height), args.dirty_fraction, args.seed)
+    print(f"{args.count} frames with exact masks (0 clear, 1 transparent, 2 semi-transparent, 3 opaque): {manifest}")
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -262,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--budget", type=int, default=100)
     choose.add_argument("--per-group", type=int, default=1, help="frames of one sequence/scene at most")
     choose.set_defaults(func=_select)
+
+    synth = commands.add_parser("synth", help="draw synthetic lens soiling over frames, with exact masks")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--count", type=int, default=100)
+    synth.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
+    synth.add_argument("--dirty-fraction", type=float, default=0.5)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_synth)
 
     prompts = commands.add_parser("prompts", help="measure prompt sets against labelled frames, and choose one")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)

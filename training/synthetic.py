@@ -5,8 +5,10 @@ Mask values: 0 clear, 1 transparent (water drops), 2 semi-transparent (smears, d
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -112,3 +114,20 @@ def make_frames(
         else:
             frames.append(SoiledFrame(scene, np.zeros((height, width), np.uint8)))
     return frames
+
+
+def write_dataset(out: Path, count: int, width: int, height: int, dirty_fraction: float, seed: int) -> Path:
+    """Frames (JPEG), exact class masks (PNG, values 0-3) and a manifest like the real dev set's."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mask", "label", "dirt_fraction", "group"])
+        for i, frame in enumerate(make_frames(count, width, height, dirty_fraction, seed)):
+            image, mask = f"images/synthetic_{i:05d}.jpg", f"masks/synthetic_{i:05d}.png"
+            (out / image).write_bytes(frame.jpeg())
+            Image.fromarray(frame.mask).save(out / mask)
+            label = "dirty" if frame.is_dirty else "clean"
+            writer.writerow([image, mask, label, f"{(frame.mask > 0).mean():.4f}", f"synthetic-{i}"])
+    return manifest

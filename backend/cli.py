@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a classifier for a Label Studio project")
     train.add_argument("--project", type=int, required=True)
-    train.add_argument("--kind", choices=["probe", "finetune"], default="probe")
+    train.add_argument("--kind", choices=["probe", "finetune", "segmenter"], default="probe")
     train.add_argument("--inline", action="store_true", help="train in this process instead of on the queue")
     train.add_argument("--follow", action="store_true", help="show the queued job's progress until it ends")
     train.set_defaults(func=_train)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -9,12 +10,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
+
 from backend.images import ImageFetcher
 from backend.label_config import SoilingTags, parse_soiling_config
-from backend.regions import prediction_for
+from backend.regions import add_dirt_mask, prediction_for
 from models.active_models import ActiveModels
 from models.pipeline import Prepared, SoilingPipeline
-from models.verdict import CombineMode
+from models.segmenter.tiles import frame_coverage
+from models.verdict import CombineMode, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class PredictionService:
         classifiers: ActiveModels | None = None,
         combine: CombineMode = CombineMode.AVERAGE,
         prompt_sets: ActiveModels | None = None,
+        segmenters: ActiveModels | None = None,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
@@ -58,6 +64,7 @@ class PredictionService:
         self.classifiers = classifiers
         self.combine = combine
         self.prompt_sets = prompt_sets
+        self.segmenters = segmenters
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -73,8 +80,34 @@ class PredictionService:
     def model_version(self, project: str | None = None) -> str:
         """Names everything that produced the predictions: the active classifier, if any, and zero-shot."""
         active = self._active(project)
-        zero_shot = self.scorer(project).version
-        return zero_shot if active is None else f"{active[0].name}+{zero_shot}"
+        segmenter = self.segmenters.get(project) if self.segmenters else None
+        parts = [
+            active[0].name if active else None,
+            self.scorer(project).version,
+            segmenter[0].name if segmenter else None,
+        ]
+        return "+".join(p for p in parts if p)
+
+    def _dirt_masks(self, batch: PreparedTasks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per dirty frame: (mask at the image's size, coverage per class) from the project's active segmenter."""
+        active = self.segmenters.get(batch.project) if self.segmenters else None
+        if active is None:
+            return {}
+        segmenter = active[1]
+        image_of = dict(zip(batch.readable, batch.prepared.images, strict=True))
+        dirty = [i for i in batch.readable if isinstance(batch.outcomes[i], Verdict) and batch.outcomes[i].is_dirty]
+        if not dirty:
+            return {}
+        with self._model_lock:
+            predicted = segmenter.predict_masks(
+                self.pipeline.pixels([image_of[i] for i in dirty], segmenter.image_size)
+            )
+        masks = {}
+        for i, small in zip(dirty, predicted, strict=True):
+            size = Image.open(io.BytesIO(image_of[i])).size
+            full = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.NEAREST))
+            masks[i] = (full, frame_coverage(small))
+        return masks
 
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
         """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
@@ -110,14 +143,17 @@ class PredictionService:
         self.seconds["model"] += time.perf_counter() - started
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
+        masks = self._dirt_masks(batch) if tags.brush else {}
         predictions = []
-        for task, outcome in zip(batch.tasks, outcomes, strict=True):
+        for index, (task, outcome) in enumerate(zip(batch.tasks, outcomes, strict=True)):
             if isinstance(outcome, Exception):
                 log.warning("task %s: %s", task.get("id"), outcome)
                 self.counters["tasks_failed"] += 1
                 predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
                 continue
             prediction = prediction_for(tags, outcome, version, self.type_threshold)
+            if index in masks:
+                add_dirt_mask(prediction, tags, *masks[index])
             if task.get("id") is not None:
                 prediction["task"] = task["id"]
             predictions.append(prediction)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from backend.brush import SOILING_CLASSES, brush_regions
 from backend.label_config import SoilingTags
 from models.verdict import Verdict
 
@@ -64,3 +67,15 @@ def prediction_for(
             }
         )
     return {"result": regions, "score": round(result.confidence, 6), "model_version": model_version}
+
+
+def add_dirt_mask(prediction: dict, tags: SoilingTags, mask: np.ndarray, coverage: np.ndarray) -> None:
+    """BrushLabels regions for each predicted soiling class, and the coverage figures in the explanation."""
+    prediction["result"].extend(brush_regions(mask, tags))
+    covered = ", ".join(
+        f"{name} {fraction:.1%}" for name, fraction in zip(SOILING_CLASSES[1:], coverage[1:], strict=True) if fraction
+    )
+    summary = f"; dirt covers {1 - coverage[0]:.1%} of the frame" + (f" ({covered})" if covered else "")
+    for region in prediction["result"]:
+        if region["type"] == "textarea":
+            region["value"]["text"][0] += summary

@@ -90,8 +90,15 @@ def build_serving(settings: Settings) -> Serving:
     prompt_sets = ActiveModels(
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
+    segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_classifier(v, settings.device))
     serving.service = PredictionService(
-        pipeline, build_fetcher(settings), settings.type_threshold, classifiers, settings.combine, prompt_sets
+        pipeline,
+        build_fetcher(settings),
+        settings.type_threshold,
+        classifiers,
+        settings.combine,
+        prompt_sets,
+        segmenters,
     )
     log.info("serving %s on %s", scorer.version, scorer.clip.device)
     return serving

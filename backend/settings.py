@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("LENSGUARD_REDIS_URL", "REDIS_URL")
     )
-    auto_train_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["probe"])
+    auto_train_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["probe", "segmenter"])
     train_min_new_annotations: int = 10
     train_debounce_seconds: float = 5.0
     train_retries: int = 2
@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     finetune_patience: int = 3
     finetune_lr: float = 3e-4
 
+    # Segmenter (segmentation-models-pytorch) and tile coverage
+    segmenter_arch: str = "Unet"
+    segmenter_encoder: str = "resnet18"
+    segmenter_encoder_weights: str | None = "imagenet"
+    segmenter_image_size: str = "512x288"  # WIDTHxHEIGHT, multiples of 32
+    segmenter_epochs: int = 40
+    segmenter_batch_size: int = 8
+    segmenter_lr: float = 1e-3
+    segmenter_patience: int = 8
+    segmenter_cutmix: float = 0.5
+    segmenter_min_masked_frames: int = 10
+    tile_grid: str = "4x4"
+
     # Local state: embedding cache, model registry
     data_dir: Path = Path(".lensguard")
     model_dir: Path | None = None
@@ -82,7 +95,7 @@ class Settings(BaseSettings):
             return [item.strip().lower() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("clip_pretrained", mode="before")
+    @field_validator("clip_pretrained", "segmenter_encoder_weights", mode="before")
     @classmethod
     def _none_means_random(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "random"):

@@ -102,9 +102,10 @@ class SoilingPipeline:
         except ImageDecodeError as exc:
             return exc
 
-    def pixels(self, images: Sequence[bytes], size: int) -> list[np.ndarray]:
-        """Frames squashed to size x size, for classifiers that read pixels."""
-        return list(self._pool.map(lambda data: decode_image(data, (size, size), self.max_pixels), images))
+    def pixels(self, images: Sequence[bytes], size: int | tuple[int, int]) -> list[np.ndarray]:
+        """Frames squashed to `size` (a side, or width x height), for models that read pixels."""
+        shape = (size, size) if isinstance(size, int) else tuple(size)
+        return list(self._pool.map(lambda data: decode_image(data, shape, self.max_pixels), images))
 
     def score(
         self,

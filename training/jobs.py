@@ -11,7 +11,7 @@ from backend.label_config import SoilingTags, parse_soiling_config
 from backend.labelstudio import LabelStudioClient
 from backend.serving import build_fetcher
 from backend.settings import Settings, get_settings
-from models.classifier import CLASSIFIER_KINDS, LinearProbe, load_classifier
+from models.classifier import CLASSIFIER_KINDS, MODEL_KINDS, LinearProbe, load_classifier
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, version_name
@@ -22,6 +22,7 @@ from training.finetune import FinetuneConfig, finetune
 from training.grouping import SplitError, grouped_split
 from training.metrics import best_threshold, binary_metrics, save_report_plot
 from training.progress import JobProgress
+from training.segment_job import run_segmenter_training
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,12 @@ def run_training(
     progress: JobProgress,
     reason: str = "manual",
 ) -> dict:
-    if kind not in CLASSIFIER_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(CLASSIFIER_KINDS)}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODEL_KINDS)}")
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
+    if kind == "segmenter":
+        return run_segmenter_training(tags, tasks, settings, progress, project_id, reason)
     scorer = shared_zero_shot_scorer(zero_shot_config(settings))
     pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
     pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None

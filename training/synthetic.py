@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-SOILING_CLASSES = ("clear", "transparent", "semi-transparent", "opaque")
+from backend.brush import SOILING_CLASSES
 
 
 @dataclass

@@ -9,8 +9,10 @@ import numpy as np
 from models.classifier.finetune import TimmClassifier
 from models.classifier.probe import LinearProbe
 from models.registry import ModelVersion
+from models.segmenter import Segmenter
 
 CLASSIFIER_KINDS = {"probe": LinearProbe, "finetune": TimmClassifier}
+MODEL_KINDS = {**CLASSIFIER_KINDS, "segmenter": Segmenter}
 
 
 class Classifier(Protocol):
@@ -21,9 +23,10 @@ class Classifier(Protocol):
 
 
 def load_classifier(version: ModelVersion, device: str = "auto") -> Classifier:
-    if version.kind not in CLASSIFIER_KINDS:
-        raise ValueError(f"unknown classifier kind {version.kind!r}; known: {sorted(CLASSIFIER_KINDS)}")
-    return CLASSIFIER_KINDS[version.kind].load(version.path, version.config, device)
+    """Loads any registered kind (classifiers and the segmenter) from its registry version."""
+    if version.kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {version.kind!r}; known: {sorted(MODEL_KINDS)}")
+    return MODEL_KINDS[version.kind].load(version.path, version.config, device)
 
 
-__all__ = ["CLASSIFIER_KINDS", "Classifier", "LinearProbe", "TimmClassifier", "load_classifier"]
+__all__ = ["CLASSIFIER_KINDS", "MODEL_KINDS", "Classifier", "LinearProbe", "TimmClassifier", "load_classifier"]

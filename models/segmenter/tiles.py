@@ -1,0 +1,27 @@
+"""Tile-level soiling coverage, as TiledSoilingNet reports it: per tile, the fraction of each class."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.segmenter.model import NUM_CLASSES
+
+
+def tile_coverage(mask: np.ndarray, grid: tuple[int, int] = (4, 4)) -> np.ndarray:
+    """(rows, cols, classes) fractions; tiles split the frame as evenly as its size allows."""
+    rows, cols = grid
+    height, width = mask.shape
+    ys = np.linspace(0, height, rows + 1).astype(int)
+    xs = np.linspace(0, width, cols + 1).astype(int)
+    out = np.zeros((rows, cols, NUM_CLASSES), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            tile = mask[ys[r] : ys[r + 1], xs[c] : xs[c + 1]]
+            if tile.size:
+                out[r, c] = np.bincount(tile.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] / tile.size
+    return out
+
+
+def frame_coverage(mask: np.ndarray) -> np.ndarray:
+    """Fraction of the frame per class (clear first)."""
+    return np.bincount(mask.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] / max(mask.size, 1)

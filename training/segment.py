@@ -1,0 +1,154 @@
+"""Segmenter training: joint image/mask augmentation, mask-aware cutmix, class-balanced loss, early stopping on
+validation mean IoU; and the segmentation metrics (per-class IoU, pixel accuracy, tile coverage)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
+from training.progress import JobProgress
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    arch: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = "imagenet"
+    image_size: tuple[int, int] = (512, 288)  # width, height: 16:9 frames, multiples of 32
+    epochs: int = 40
+    batch_size: int = 8
+    lr: float = 1e-3
+    patience: int = 8
+    cutmix: float = 0.5
+    grid: tuple[int, int] = (4, 4)
+    device: str = "auto"
+    seed: int = 0
+
+
+def joint_augmentations() -> A.Compose:
+    """Geometry applied to image and mask together (nearest for the mask); photometry to the image only."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(scale=(0.9, 1.1), rotate=(-8, 8), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        ]
+    )
+
+
+def mask_aware_cutmix(
+    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator, probability: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a box from another frame of the batch, image and mask alike, centred on soiling where it has any,
+    so that the rare soiled pixels travel instead of empty background."""
+    images, masks = images.copy(), masks.copy()
+    n, height, width = masks.shape
+    for i in range(n):
+        if n < 2 or rng.random() >= probability:
+            continue
+        j = int(rng.choice([k for k in range(n) if k != i]))
+        box_h, box_w = int(height * rng.uniform(0.2, 0.5)), int(width * rng.uniform(0.2, 0.5))
+        soiled = np.argwhere(masks[j] > 0)
+        cy, cx = soiled[rng.integers(len(soiled))] if len(soiled) else (rng.integers(height), rng.integers(width))
+        y0, x0 = int(np.clip(cy - box_h // 2, 0, height - box_h)), int(np.clip(cx - box_w // 2, 0, width - box_w))
+        images[i, y0 : y0 + box_h, x0 : x0 + box_w] = images[j, y0 : y0 + box_h, x0 : x0 + box_w]
+        masks[i, y0 : y0 + box_h, x0 : x0 + box_w] = masks[j, y0 : y0 + box_h, x0 : x0 + box_w]
+    return images, masks
+
+
+def class_weights(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Inverse square-root frequency: soiling is a minority of pixels; absent classes get the largest weight."""
+    counts = sum(np.bincount(m.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for m in masks).astype(np.float64)
+    frequency = (counts + 1) / (counts.sum() + NUM_CLASSES)
+    weights = 1 / np.sqrt(frequency)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def segmentation_metrics(true: Sequence[np.ndarray], predicted: Sequence[np.ndarray], grid=(4, 4)) -> dict:
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    tile_errors, tile_hits, tiles, frame_iou = [], 0, 0, []
+    for t, p in zip(true, predicted, strict=True):
+        confusion += np.bincount(
+            t.ravel().astype(np.int64) * NUM_CLASSES + p.ravel(), minlength=NUM_CLASSES**2
+        ).reshape(NUM_CLASSES, NUM_CLASSES)
+        cover_t, cover_p = tile_coverage(t, grid), tile_coverage(p, grid)
+        tile_errors.append(np.abs(cover_t[..., 1:] - cover_p[..., 1:]).mean())
+        tile_hits += int((cover_t.argmax(-1) == cover_p.argmax(-1)).sum())
+        tiles += cover_t.shape[0] * cover_t.shape[1]
+        dirt_t, dirt_p = t > 0, p > 0
+        union = (dirt_t | dirt_p).sum()
+        frame_iou.append(float((dirt_t & dirt_p).sum() / union) if union else 1.0)
+    true_positive = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - true_positive
+    iou = [float(tp / u) if u else None for tp, u in zip(true_positive, union, strict=True)]
+    present = [v for v in iou if v is not None]
+    return {
+        "iou": dict(zip(("clear", "transparent", "semi-transparent", "opaque"), iou, strict=True)),
+        "miou": float(np.mean(present)) if present else None,
+        "pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1)),
+        "dirt_iou_per_frame_mean": float(np.mean(frame_iou)) if frame_iou else None,
+        "tile_coverage_mae": float(np.mean(tile_errors)) if tile_errors else None,
+        "tile_accuracy": float(tile_hits / max(tiles, 1)),
+        "confusion": confusion.tolist(),
+    }
+
+
+def train_segmenter(
+    pixels: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    train: np.ndarray,
+    val: np.ndarray,
+    config: SegmenterConfig,
+    progress: JobProgress,
+) -> Segmenter:
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    segmenter = Segmenter.create(config.arch, config.encoder, config.encoder_weights, config.image_size, config.device)
+    model, device = segmenter.model, segmenter.device
+    augment = joint_augmentations()
+    weights = torch.tensor(class_weights([masks[i] for i in train]), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    progress.stage(f"training {config.arch}/{config.encoder} segmenter", total=config.epochs)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        losses = []
+        order = rng.permutation(train)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            pairs = [augment(image=pixels[i], mask=masks[i]) for i in batch]
+            images, targets = mask_aware_cutmix(
+                np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix
+            )
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(segmenter.to_tensor(images))
+            loss = torch.nn.functional.cross_entropy(
+                logits.float(), torch.as_tensor(targets, dtype=torch.long, device=device), weight=weights
+            )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+        predicted = segmenter.predict_masks([pixels[i] for i in val])
+        score = segmentation_metrics([masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
+        progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_miou=round(score, 4))
+        if score > best:
+            best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                progress.log(f"early stop after epoch {epoch}: best validation mIoU {best:.4f}")
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return segmenter

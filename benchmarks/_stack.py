@@ -1,0 +1,108 @@
+"""A throwaway local stack for real-data checks: Label Studio, the backend and a worker, plus the dev set."""
+
+from __future__ import annotations
+
+import csv
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+from backend.labelstudio import LabelStudioClient
+from backend.launcher import (
+    REPO_ROOT,
+    LabelStudioLogin,
+    free_port,
+    personal_access_token,
+    start_backend,
+    start_label_studio,
+    start_worker,
+    stop,
+    wait_healthy,
+)
+from backend.quickstart import worker_env
+
+DEV_SET = REPO_ROOT.parent / "shared" / "data" / "nornickel-dev"
+SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
+
+
+@dataclass
+class Stack:
+    client: LabelStudioClient
+    backend_url: str
+    env: dict[str, str]
+    health: dict
+    state: Path
+
+
+def dev_set_rows() -> list[dict] | None:
+    """The real dev frames' manifest, or None (with a message) where the folder is absent."""
+    if not (DEV_SET / "manifest.csv").is_file():
+        print(f"skipped: {DEV_SET} is absent (real frames are not part of the repository)")
+        return None
+    return list(csv.DictReader((DEV_SET / "manifest.csv").open()))
+
+
+@contextmanager
+def local_stack(state: Path, redis_db: int, settings: dict[str, str]) -> Iterator[Stack]:
+    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis.Redis.from_url(redis_url).flushdb()
+    ls_port, backend_port = free_port(), free_port()
+    login = LabelStudioLogin(
+        f"http://127.0.0.1:{ls_port}", "bench@lensguard.local", secrets.token_hex(8), secrets.token_hex(20)
+    )
+    processes = []
+    try:
+        processes.append(start_label_studio(ls_port, state / "ls", login, state / "ls.log"))
+        wait_healthy(login.url, 300, processes[-1], state / "ls.log")
+        pat = personal_access_token(login.url, login.token, state / "pat")
+        env = {
+            "LENSGUARD_LABEL_STUDIO_URL": login.url,
+            "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
+            "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
+            "LENSGUARD_DATA_DIR": str(state / "lensguard"),
+            "LENSGUARD_REDIS_URL": redis_url,
+            "LENSGUARD_TRAIN_MIN_NEW_ANNOTATIONS": "1000000",  # one START_TRAINING after all labels
+            "LENSGUARD_PREANNOTATE_ON_IMPORT": "false",
+            "LENSGUARD_TRAIN_RETRIES": "0",
+            **{f"LENSGUARD_{k.upper()}": v for k, v in settings.items()},
+        }
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        processes.append(start_backend(backend_port, env, state / "backend.log"))
+        wait_healthy(backend_url, 600, processes[-1], state / "backend.log")
+        health = httpx.get(f"{backend_url}/health").json()
+        for warning in health["warnings"]:
+            print(f"WARNING: {warning}")
+        processes.append(start_worker(worker_env(env, health), state / "worker.log"))
+        yield Stack(LabelStudioClient(login.url, pat), backend_url, env, health, state)
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def import_dev_frames(client: LabelStudioClient, project: int, rows: list[dict]) -> list[dict]:
+    """Upload the frames, give each task its `group`, and return the tasks in manifest order."""
+    client.upload_images(project, [DEV_SET / r["image"] for r in rows])
+    by_name = {t["data"]["image"].rsplit("/", 1)[-1].split("-", 1)[1]: t for t in client.tasks(project)}
+    tasks = [by_name[Path(r["image"]).name] for r in rows]
+    for task, row in zip(tasks, rows, strict=True):
+        client.request("PATCH", f"/api/tasks/{task['id']}", json={"data": {**task["data"], "group": row["group"]}})
+    return tasks
+
+
+def start_training_and_wait(stack: Stack, project: int, kinds: int = 1, timeout: float = 3600) -> list[dict]:
+    [ml] = stack.client.request("GET", "/api/ml", params={"project": project}).json()
+    stack.client.request("POST", f"/api/ml/{ml['id']}/train")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = httpx.get(f"{stack.backend_url}/jobs", timeout=30).json()["jobs"]
+        jobs = [j for j in jobs if j["project"] == str(project)]
+        if len(jobs) >= kinds and all(j["status"] in ("finished", "failed") for j in jobs):
+            return jobs
+        time.sleep(2)
+    raise SystemExit(f"training did not finish in {timeout:.0f}s")

@@ -1,0 +1,150 @@
+"""Segmenter on real dirt masks, trained through Label Studio, judged on a grouped held-out part; and the
+synthetic generator judged next to real dirty frames.
+
+The dev set's masks (../shared/data/nornickel-dev, skipped when absent) are imported as brush annotations of
+one class (`opaque` by default) for the training part, the clean frames get `clean`; Label Studio's "Start
+training" runs the webhook -> queue -> worker path. The promoted segmenter is then applied to the held-out
+frames; per-frame and mean dirt IoU and the tile-coverage error are printed, and a PNG report shows predicted
+masks over held-out frames, and synthetic soiled frames beside real dirty ones.
+
+    .venv/bin/python benchmarks/real_segmentation.py [--encoder resnet18] [--size 256x160] [--epochs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from backend.brush import mask_to_rle
+from benchmarks._stack import (
+    DEV_SET,
+    SOILING_XML,
+    dev_set_rows,
+    import_dev_frames,
+    local_stack,
+    start_training_and_wait,
+)
+from models.classifier import load_classifier
+from models.pipeline import decode_image
+from models.registry import ModelRegistry
+from training.grouping import grouped_split
+from training.segment import segmentation_metrics
+from training.synthetic import make_frames
+
+THUMB = (320, 180)
+
+
+def annotation(row: dict, label: str) -> list[dict]:
+    result = [{"from_name": "soiling", "to_name": "image", "type": "choices", "value": {"choices": [row["label"]]}}]
+    if row["label"] == "dirty":
+        mask = np.asarray(Image.open(DEV_SET / row["mask"])) > 127
+        height, width = mask.shape
+        result.append(
+            {
+                "from_name": "dirt_mask",
+                "to_name": "image",
+                "type": "brushlabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
+            }
+        )
+    return result
+
+
+def thumbnail(frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    image = Image.fromarray(frame).resize(THUMB)
+    pixels = np.asarray(image, np.float32)
+    if mask is not None:
+        small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(THUMB, Image.Resampling.NEAREST)) > 0
+        pixels[small] = 0.5 * pixels[small] + 0.5 * np.array([255, 0, 0])
+    return pixels.astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--size", default="256x160")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--label", default="opaque", choices=["transparent", "semi-transparent", "opaque"])
+    parser.add_argument("--report", type=Path, default=Path("real_segmentation.png"))
+    parser.add_argument("--redis-db", type=int, default=8)
+    args = parser.parse_args()
+    rows = dev_set_rows()
+    if rows is None:
+        return
+    labels = np.array([r["label"] == "dirty" for r in rows], dtype=int)
+    groups = np.array([r["group"] for r in rows])
+    train, held_out = grouped_split(labels, groups, val_fraction=0.3, seed=0)
+    print(f"{len(rows)} frames ({labels.sum()} dirty): training part {len(train)}, held-out part {len(held_out)}")
+    settings = {
+        "clip_model": "lensguard-tiny-ViT",
+        "clip_pretrained": "none",
+        "auto_train_kinds": "segmenter",
+        "segmenter_encoder": args.encoder,
+        "segmenter_encoder_weights": "none",
+        "segmenter_image_size": args.size,
+        "segmenter_epochs": str(args.epochs),
+        "segmenter_patience": "10",
+        "segmenter_min_masked_frames": "5",
+    }
+    with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis_db, settings) as stack:
+        client = stack.client
+        project = client.sdk.projects.create(title="nornickel-dev masks", label_config=SOILING_XML).id
+        client.ensure_ml_backend(project, stack.backend_url)
+        tasks = import_dev_frames(client, project, rows)
+        for i in train:
+            client.annotate(tasks[i]["id"], annotation(rows[i], args.label))
+        [job] = start_training_and_wait(stack, project)
+        if job["status"] != "finished" or job["result"]["status"] not in ("promoted", "kept"):
+            sys.exit(f"segmenter training did not produce a version: {job}")
+        print(f"trained {job['result']['version']}: validation {job['result']['metrics']}")
+        version = ModelRegistry(Path(stack.env["LENSGUARD_DATA_DIR"]) / "models").active(project, "segmenter")
+        segmenter = load_classifier(version, "cpu")
+
+    frames, truths, guesses = [], [], []
+    for i in held_out:
+        data = (DEV_SET / rows[i]["image"]).read_bytes()
+        truth = np.asarray(Image.open(DEV_SET / rows[i]["mask"])) > 127
+        small = segmenter.predict_masks([decode_image(data, segmenter.image_size, 10**9)])[0]
+        guess = np.asarray(Image.fromarray(small).resize(truth.shape[::-1], Image.Resampling.NEAREST)) > 0
+        frames.append(np.asarray(Image.open(DEV_SET / rows[i]["image"]).convert("RGB")))
+        truths.append(truth.astype(np.uint8) * 3)
+        guesses.append(guess.astype(np.uint8) * 3)
+    metrics = segmentation_metrics(truths, guesses)
+    print(f"\nheld-out part: {len(held_out)} frames, {int(labels[held_out].sum())} dirty")
+    for i, truth, guess in zip(held_out, truths, guesses, strict=True):
+        if truth.any():
+            union = ((truth > 0) | (guess > 0)).sum()
+            print(f"  {rows[i]['image']:<40} dirt IoU {((truth > 0) & (guess > 0)).sum() / union:.3f}")
+    print(f"mean dirt IoU per frame {metrics['dirt_iou_per_frame_mean']:.3f} (clean frames count 1 when left clean)")
+    print(
+        f"mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "
+        f"tile coverage MAE {metrics['tile_coverage_mae']:.4f}, tile accuracy {metrics['tile_accuracy']:.3f}"
+    )
+
+    dirty = [k for k, t in enumerate(truths) if t.any()][:4]
+    real_rows = [
+        np.concatenate([thumbnail(frames[k], truths[k] > 0), thumbnail(frames[k], guesses[k] > 0)], 1) for k in dirty
+    ]
+    synthetic = make_frames(len(dirty) or 1, 1280, 720, dirty_fraction=1.0, seed=4)
+    real_dirty = [thumbnail(frames[k]) for k in dirty] or [thumbnail(np.asarray(synthetic[0].image))]
+    side_by_side = [
+        np.concatenate([thumbnail(np.asarray(s.image)), r], 1) for s, r in zip(synthetic, real_dirty, strict=False)
+    ]
+    panel = np.concatenate(real_rows + side_by_side, 0) if real_rows else np.concatenate(side_by_side, 0)
+    Image.fromarray(panel).save(args.report)
+    print(
+        f"report: {args.report.resolve()} (rows 1-{len(real_rows)}: held-out truth | prediction; "
+        "then synthetic soiling | real dirty frame)"
+    )
+
+
+if __name__ == "__main__":
+    main()

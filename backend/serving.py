@@ -47,19 +47,21 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
     )
 
 
+def zero_shot_config(settings: Settings) -> ZeroShotConfig:
+    return ZeroShotConfig(
+        model_name=settings.clip_model,
+        pretrained=settings.clip_pretrained,
+        prompt_set=settings.prompt_set,
+        allow_random_weights=settings.allow_random_weights,
+        device=settings.device,
+        batch_size=settings.batch_size,
+    )
+
+
 def build_serving(settings: Settings) -> Serving:
     serving = Serving(settings=settings)
     try:
-        scorer = shared_zero_shot_scorer(
-            ZeroShotConfig(
-                model_name=settings.clip_model,
-                pretrained=settings.clip_pretrained,
-                prompt_set=settings.prompt_set,
-                allow_random_weights=settings.allow_random_weights,
-                device=settings.device,
-                batch_size=settings.batch_size,
-            )
-        )
+        scorer = shared_zero_shot_scorer(zero_shot_config(settings))
     except (WeightsUnavailableError, PromptSetError, ValueError) as exc:
         serving.error = str(exc)
         log.error("lensguard cannot serve predictions: %s", exc)

@@ -9,13 +9,13 @@ from rq import get_current_job
 from backend.jobs import release_pending
 from backend.label_config import SoilingTags, parse_soiling_config
 from backend.labelstudio import LabelStudioClient
-from backend.serving import build_fetcher
+from backend.serving import build_fetcher, zero_shot_config
 from backend.settings import Settings, get_settings
 from models.classifier import CLASSIFIER_KINDS, MODEL_KINDS, LinearProbe, load_classifier
 from models.embedding_cache import EmbeddingCache
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, version_name
-from models.zero_shot import ZeroShotConfig, shared_zero_shot_scorer
+from models.zero_shot import shared_zero_shot_scorer
 from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
 from training.finetune import FinetuneConfig, finetune
@@ -33,17 +33,6 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
     if job is not None:
         release_pending(job.connection, project_id, kind, job.id)
     return run_training(project_id, kind, get_settings(), JobProgress(), reason)
-
-
-def zero_shot_config(settings: Settings) -> ZeroShotConfig:
-    return ZeroShotConfig(
-        model_name=settings.clip_model,
-        pretrained=settings.clip_pretrained,
-        prompt_set=settings.prompt_set,
-        allow_random_weights=settings.allow_random_weights,
-        device=settings.device,
-        batch_size=settings.batch_size,
-    )
 
 
 def export_project(project_id: int, settings: Settings, progress: JobProgress) -> tuple[SoilingTags, list[dict]]:

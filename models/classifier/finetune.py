@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import numpy as np
 import timm
 import torch
 
+from models.image_model import PixelModel
 from models.zero_shot.loading import resolve_device
 
 
-class TimmClassifier:
+class TimmClassifier(PixelModel):
     kind = "finetune"
     needs = "pixels"
 
@@ -23,23 +23,12 @@ class TimmClassifier:
         self.image_size = image_size
         self.device = device
         cfg = model.pretrained_cfg
-        self._mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), device=device).view(1, 3, 1, 1)
+        self._set_normalisation(cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
 
     @classmethod
     def create(cls, arch: str, pretrained: bool, image_size: int, device: str = "auto") -> TimmClassifier:
         model = timm.create_model(arch, pretrained=pretrained, num_classes=1)
         return cls(model, arch, image_size, resolve_device(device))
-
-    def to_tensor(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 NxHxWx3 -> normalised float NCHW on the model's device."""
-        x = torch.as_tensor(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - self._mean) / self._std
-
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def predict_proba(self, pixels: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
@@ -50,9 +39,6 @@ class TimmClassifier:
             with self._autocast():
                 out.append(self.model(x).float().sigmoid().squeeze(1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-    def digest(self) -> bytes:
-        return b"".join(t.detach().cpu().numpy().tobytes() for t in self.model.state_dict().values())
 
     def save(self, directory: Path) -> dict:
         torch.save(self.model.state_dict(), directory / "model.pt")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 
+from models.image_model import PixelModel
 from models.zero_shot.loading import resolve_device
 
 NUM_CLASSES = 4
@@ -17,7 +17,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Segmenter:
+class Segmenter(PixelModel):
     kind = "segmenter"
     needs = "pixels"
 
@@ -29,8 +29,7 @@ class Segmenter:
         self.encoder = encoder
         self.image_size = tuple(image_size)  # (width, height) frames are squashed to
         self.device = device
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self._set_normalisation(IMAGENET_MEAN, IMAGENET_STD)
 
     @classmethod
     def create(
@@ -38,15 +37,6 @@ class Segmenter:
     ) -> Segmenter:
         model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=NUM_CLASSES)
         return cls(model, arch, encoder, image_size, resolve_device(device))
-
-    def to_tensor(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - self._mean) / self._std
-
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def predict_masks(self, pixels: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
@@ -59,9 +49,6 @@ class Segmenter:
             out.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
         height, width = self.image_size[1], self.image_size[0]
         return np.concatenate(out) if out else np.zeros((0, height, width), np.uint8)
-
-    def digest(self) -> bytes:
-        return b"".join(t.detach().cpu().numpy().tobytes() for t in self.model.state_dict().values())
 
     def save(self, directory: Path) -> dict:
         torch.save(self.model.state_dict(), directory / "segmenter.pt")

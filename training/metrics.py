@@ -68,7 +68,8 @@ def save_report_plot(path: Path, labels: np.ndarray, curves: dict[str, np.ndarra
         matrix = np.array(metrics[name]["confusion_matrix"])
         axis.imshow(matrix, cmap="Blues")
         for (row, col), value in np.ndenumerate(matrix):
-            axis.text(col, row, str(value), ha="center", va="center", fontsize=12)
+            colour = "white" if value > matrix.max() / 2 else "black"
+            axis.text(col, row, str(value), ha="center", va="center", fontsize=12, color=colour)
         axis.set(
             xticks=[0, 1],
             yticks=[0, 1],

@@ -10,14 +10,11 @@ already-decoded, already-resized tensors. Every request uses frames the embeddin
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.launcher import free_port, start_backend, stop, wait_healthy
 from benchmarks._common import serve_bytes, timed

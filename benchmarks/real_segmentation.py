@@ -119,11 +119,17 @@ def main() -> None:
         guesses.append(guess.astype(np.uint8) * 3)
     metrics = segmentation_metrics(truths, guesses)
     print(f"\nheld-out part: {len(held_out)} frames, {int(labels[held_out].sum())} dirty")
+    dirty_ious = []
     for i, truth, guess in zip(held_out, truths, guesses, strict=True):
         if truth.any():
-            union = ((truth > 0) | (guess > 0)).sum()
-            print(f"  {rows[i]['image']:<40} dirt IoU {((truth > 0) & (guess > 0)).sum() / union:.3f}")
-    print(f"mean dirt IoU per frame {metrics['dirt_iou_per_frame_mean']:.3f} (clean frames count 1 when left clean)")
+            dirty_ious.append(((truth > 0) & (guess > 0)).sum() / ((truth > 0) | (guess > 0)).sum())
+            print(f"  {rows[i]['image']:<40} dirt IoU {dirty_ious[-1]:.3f}")
+    clean_flagged = sum(bool(g.any()) for t, g in zip(truths, guesses, strict=True) if not t.any())
+    print(
+        f"mean dirt IoU over dirty frames {np.mean(dirty_ious):.3f}; clean frames with predicted dirt: "
+        f"{clean_flagged} of {sum(not t.any() for t in truths)}"
+    )
+    print(f"mean dirt IoU per frame {metrics['dirt_iou_per_frame_mean']:.3f} (clean frames: 1 if left clean)")
     print(
         f"mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "
         f"tile coverage MAE {metrics['tile_coverage_mae']:.4f}, tile accuracy {metrics['tile_accuracy']:.3f}"

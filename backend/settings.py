@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     segmenter_arch: str = "Unet"
     segmenter_encoder: str = "resnet18"
     segmenter_encoder_weights: str | None = "imagenet"
-    segmenter_image_size: str = "512x288"  # WIDTHxHEIGHT, multiples of 32
+    segmenter_image_size: str = "512x288"  # WIDTHxHEIGHT frames are squashed to
+    segmenter_tiles: str = "1x1"  # COLSxROWS: train and predict on tiles of the frame (sides multiples of 32)
+    segmenter_synthetic_frames: int = 0  # cold-start augmentation with synthetic soiling (training part only)
     segmenter_epochs: int = 40
     segmenter_batch_size: int = 8
     segmenter_lr: float = 1e-3

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
+from models.segmenter.tiles import split_tiles
 from training.progress import JobProgress
 
 
@@ -21,7 +22,9 @@ class SegmenterConfig:
     arch: str = "Unet"
     encoder: str = "resnet18"
     encoder_weights: str | None = "imagenet"
-    image_size: tuple[int, int] = (512, 288)  # width, height: 16:9 frames, multiples of 32
+    image_size: tuple[int, int] = (512, 288)  # width, height frames are squashed to (16:9)
+    tiles: tuple[int, int] = (1, 1)  # cols, rows: train and predict on tiles of image_size / tiles
+    synthetic_frames: int = 0  # cold start: synthetic soiled frames added to the training part only
     epochs: int = 40
     batch_size: int = 8
     lr: float = 1e-3
@@ -110,7 +113,15 @@ def train_segmenter(
 ) -> Segmenter:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    segmenter = Segmenter.create(config.arch, config.encoder, config.encoder_weights, config.image_size, config.device)
+    segmenter = Segmenter.create(
+        config.arch, config.encoder, config.encoder_weights, config.image_size, config.device, config.tiles
+    )
+    frame_pixels, frame_masks = pixels, masks
+    if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
+        per_frame = config.tiles[0] * config.tiles[1]
+        pixels = [tile for i in train for tile in split_tiles(frame_pixels[i], config.tiles)]
+        masks = [tile for i in train for tile in split_tiles(frame_masks[i], config.tiles)]
+        train = np.arange(len(train) * per_frame)
     model, device = segmenter.model, segmenter.device
     augment = joint_augmentations()
     weights = torch.tensor(class_weights([masks[i] for i in train]), device=device)
@@ -139,8 +150,8 @@ def train_segmenter(
             scaler.step(optimizer)
             scaler.update()
             losses.append(float(loss.detach()))
-        predicted = segmenter.predict_masks([pixels[i] for i in val])
-        score = segmentation_metrics([masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
+        predicted = segmenter.predict_masks([frame_pixels[i] for i in val])
+        score = segmentation_metrics([frame_masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
         progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_miou=round(score, 4))
         if score > best:
             best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0

@@ -16,6 +16,7 @@ from training.grouping import SplitError, assign_groups, dhash, grouped_split
 from training.masks import frame_mask
 from training.progress import JobProgress
 from training.segment import SegmenterConfig, segmentation_metrics, train_segmenter
+from training.synthetic import make_frames
 
 USABLE = ("masked", "clean")
 
@@ -31,6 +32,7 @@ def latest_result(task: dict) -> list[dict]:
 def segmenter_config(settings: Settings) -> SegmenterConfig:
     width, _, height = settings.segmenter_image_size.partition("x")
     rows, _, cols = settings.tile_grid.partition("x")
+    tile_cols, _, tile_rows = settings.segmenter_tiles.partition("x")
     return SegmenterConfig(
         arch=settings.segmenter_arch,
         encoder=settings.segmenter_encoder,
@@ -42,6 +44,8 @@ def segmenter_config(settings: Settings) -> SegmenterConfig:
         patience=settings.segmenter_patience,
         cutmix=settings.segmenter_cutmix,
         grid=(int(rows), int(cols)),
+        tiles=(int(tile_cols), int(tile_rows)),
+        synthetic_frames=settings.segmenter_synthetic_frames,
         device=settings.device,
     )
 
@@ -100,7 +104,17 @@ def run_segmenter_training(
         train, val = grouped_split(labels, groups, settings.val_fraction)
     except SplitError as exc:
         return {"status": "need_more_data", "detail": str(exc), "dataset": report}
-    report |= {"train": len(train), "validation": len(val), "skipped": len(problems)}
+    if config.synthetic_frames:  # cold start: synthetic soiling joins the training part, never validation
+        for frame in make_frames(config.synthetic_frames, *config.image_size, dirty_fraction=1.0, seed=len(kept)):
+            pixels.append(np.asarray(frame.image))
+            masks.append(frame.mask)
+        train = np.concatenate([train, np.arange(len(kept), len(pixels))])
+    report |= {
+        "train": len(train),
+        "validation": len(val),
+        "skipped": len(problems),
+        "synthetic": config.synthetic_frames,
+    }
     segmenter = train_segmenter(pixels, masks, train, val, config, progress)
     progress.stage("evaluating on the validation split")
     val_masks = [masks[i] for i in val]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.segmenter.model import NUM_CLASSES
+NUM_CLASSES = 4  # clear plus WoodScape's transparent, semi-transparent and opaque
 
 
 def tile_coverage(mask: np.ndarray, grid: tuple[int, int] = (4, 4)) -> np.ndarray:
@@ -25,3 +25,15 @@ def tile_coverage(mask: np.ndarray, grid: tuple[int, int] = (4, 4)) -> np.ndarra
 def frame_coverage(mask: np.ndarray) -> np.ndarray:
     """Fraction of the frame per class (clear first)."""
     return np.bincount(mask.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] / max(mask.size, 1)
+
+
+def split_tiles(array: np.ndarray, tiles: tuple[int, int]) -> list[np.ndarray]:
+    """A frame (HxW or HxWxC) cut into cols x rows equal tiles, row by row."""
+    cols, rows = tiles
+    height, width = array.shape[0] // rows, array.shape[1] // cols
+    return [array[r * height : (r + 1) * height, c * width : (c + 1) * width] for r in range(rows) for c in range(cols)]
+
+
+def stitch_tiles(parts: list[np.ndarray], tiles: tuple[int, int]) -> np.ndarray:
+    cols, rows = tiles
+    return np.concatenate([np.concatenate(parts[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)

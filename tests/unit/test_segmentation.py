@@ -59,3 +59,36 @@ def test_segmenter_saves_and_loads_identically(tmp_path):
     frames = [np.random.default_rng(1).integers(0, 255, (32, 64, 3), dtype=np.uint8)]
     np.testing.assert_array_equal(segmenter.predict_masks(frames), loaded.predict_masks(frames))
     assert segmenter.predict_masks(frames).shape == (1, 32, 64)
+
+
+def test_tiles_split_and_stitch_back_exactly():
+    from models.segmenter.tiles import split_tiles, stitch_tiles
+
+    frame = np.arange(6 * 8 * 3).reshape(6, 8, 3)
+    parts = split_tiles(frame, (4, 2))
+    assert len(parts) == 8 and parts[0].shape == (3, 2, 3)
+    np.testing.assert_array_equal(stitch_tiles(parts, (4, 2)), frame)
+
+
+def test_training_on_tiles_predicts_whole_frames():
+    from training.progress import JobProgress
+    from training.segment import SegmenterConfig, train_segmenter
+    from training.synthetic import make_frames
+
+    frames = make_frames(6, 128, 64, dirty_fraction=0.5, seed=3)
+    pixels = [np.asarray(f.image) for f in frames]
+    masks = [f.mask for f in frames]
+    config = SegmenterConfig(
+        encoder="tu-test_resnet",
+        encoder_weights=None,
+        image_size=(128, 64),
+        tiles=(2, 2),
+        epochs=1,
+        batch_size=4,
+        device="cpu",
+    )
+    segmenter = train_segmenter(pixels, masks, np.arange(4), np.arange(4, 6), config, JobProgress())
+    assert segmenter.tiles == (2, 2)
+    assert segmenter.predict_masks(pixels[:2]).shape == (2, 64, 128)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        Segmenter.create("Unet", "tu-test_resnet", None, (96, 64), device="cpu", tiles=(2, 1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from models.classifier import TimmClassifier
+from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
 
 
@@ -72,7 +72,7 @@ def finetune(
     pos_weight = torch.tensor([(len(train) - positives) / positives], device=device)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    best_auc, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    stopping = EarlyStopping(model, config.patience, "ROC-AUC", progress)
     progress.stage(f"fine-tuning {config.arch}", total=config.epochs)
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -89,22 +89,12 @@ def finetune(
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits.float(), y, weight=w, pos_weight=pos_weight
             )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            losses.append(amp_step(loss, optimizer, scaler))
             scheduler.step()
-            losses.append(float(loss.detach()))
         p_val = classifier.predict_proba([pixels[i] for i in val])
         auc = float(roc_auc_score(labels[val], p_val)) if len(set(labels[val])) == 2 else 0.0
         progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_roc_auc=round(auc, 4))
-        if auc > best_auc:
-            best_auc, best_state, stale = auc, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                progress.log(f"early stop after epoch {epoch}: best validation ROC-AUC {best_auc:.4f}")
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+        if stopping.should_stop(epoch, auc):
+            break
+    stopping.restore_best()
     return classifier

@@ -3,7 +3,6 @@ validation mean IoU; and the segmentation metrics (per-class IoU, pixel accuracy
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import torch
 
 from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
+from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
 
 
@@ -128,7 +128,7 @@ def train_segmenter(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+    stopping = EarlyStopping(model, config.patience, "mIoU", progress)
     progress.stage(f"training {config.arch}/{config.encoder} segmenter", total=config.epochs)
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -145,21 +145,11 @@ def train_segmenter(
             loss = torch.nn.functional.cross_entropy(
                 logits.float(), torch.as_tensor(targets, dtype=torch.long, device=device), weight=weights
             )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            losses.append(amp_step(loss, optimizer, scaler))
         predicted = segmenter.predict_masks([frame_pixels[i] for i in val])
         score = segmentation_metrics([frame_masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
         progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_miou=round(score, 4))
-        if score > best:
-            best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                progress.log(f"early stop after epoch {epoch}: best validation mIoU {best:.4f}")
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+        if stopping.should_stop(epoch, score):
+            break
+    stopping.restore_best()
     return segmenter

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from backend.images import ImageFetcher
+from backend.labelstudio import LabelStudioClient
 from backend.ls_auth import LabelStudioAuth
 from backend.prediction_service import PredictionService
 from backend.settings import Settings
@@ -45,6 +46,13 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
         timeout=settings.image_fetch_timeout,
         threads=settings.fetch_threads,
     )
+
+
+def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
+    """The API client for jobs; `purpose` says in the error what cannot be done without a token."""
+    if not settings.label_studio_api_key:
+        raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY is not set: {purpose}")
+    return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
 
 
 def zero_shot_config(settings: Settings) -> ZeroShotConfig:

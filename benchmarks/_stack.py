@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import redis
 
 from backend.labelstudio import LabelStudioClient
@@ -25,9 +26,10 @@ from backend.launcher import (
     stop,
     wait_healthy,
 )
+from backend.quickstart import NORNICKEL_DEV as DEV_SET
 from backend.quickstart import worker_env
+from training.grouping import grouped_split
 
-DEV_SET = REPO_ROOT.parent / "shared" / "data" / "nornickel-dev"
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
 
 
@@ -46,6 +48,18 @@ def dev_set_rows() -> list[dict] | None:
         print(f"skipped: {DEV_SET} is absent (real frames are not part of the repository)")
         return None
     return list(csv.DictReader((DEV_SET / "manifest.csv").open()))
+
+
+def dev_set_split(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, training-part indices, held-out indices): 30% held out by group, no group on both sides."""
+    labels = np.array([r["label"] == "dirty" for r in rows], dtype=int)
+    groups = np.array([r["group"] for r in rows])
+    train, held_out = grouped_split(labels, groups, val_fraction=0.3, seed=0)
+    print(
+        f"{len(rows)} frames, {labels.sum()} dirty; training part {len(train)}, held-out part {len(held_out)} "
+        f"({len(set(groups[held_out]))} groups, none shared)"
+    )
+    return labels, train, held_out
 
 
 @contextmanager

@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from backend.labelstudio import LabelStudioClient
-from benchmarks._stack import SOILING_XML, dev_set_rows, import_dev_frames, local_stack, start_training_and_wait
-from training.grouping import grouped_split
+from benchmarks._stack import (
+    SOILING_XML,
+    dev_set_rows,
+    dev_set_split,
+    import_dev_frames,
+    local_stack,
+    start_training_and_wait,
+)
 from training.metrics import binary_metrics
 
 
@@ -60,13 +66,7 @@ def main() -> None:
     rows = dev_set_rows()
     if rows is None:
         return
-    labels = np.array([r["label"] == "dirty" for r in rows], dtype=int)
-    groups = np.array([r["group"] for r in rows])
-    train, held_out = grouped_split(labels, groups, val_fraction=0.3, seed=0)
-    print(
-        f"{len(rows)} frames, {labels.sum()} dirty; training part {len(train)}, held-out part {len(held_out)} "
-        f"({len(set(groups[held_out]))} groups, none shared)"
-    )
+    labels, train, held_out = dev_set_split(rows)
     settings = {
         "clip_model": args.model,
         "clip_pretrained": args.pretrained,

@@ -25,6 +25,7 @@ from benchmarks._stack import (
     DEV_SET,
     SOILING_XML,
     dev_set_rows,
+    dev_set_split,
     import_dev_frames,
     local_stack,
     start_training_and_wait,
@@ -32,7 +33,6 @@ from benchmarks._stack import (
 from models.classifier import load_classifier
 from models.pipeline import decode_image
 from models.registry import ModelRegistry
-from training.grouping import grouped_split
 from training.segment import segmentation_metrics
 from training.synthetic import make_frames
 
@@ -79,10 +79,7 @@ def main() -> None:
     rows = dev_set_rows()
     if rows is None:
         return
-    labels = np.array([r["label"] == "dirty" for r in rows], dtype=int)
-    groups = np.array([r["group"] for r in rows])
-    train, held_out = grouped_split(labels, groups, val_fraction=0.3, seed=0)
-    print(f"{len(rows)} frames ({labels.sum()} dirty): training part {len(train)}, held-out part {len(held_out)}")
+    labels, train, held_out = dev_set_split(rows)
     settings = {
         "clip_model": "lensguard-tiny-ViT",
         "clip_pretrained": "none",

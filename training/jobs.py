@@ -8,8 +8,7 @@ from rq import get_current_job
 
 from backend.jobs import release_pending
 from backend.label_config import SoilingTags, parse_soiling_config
-from backend.labelstudio import LabelStudioClient
-from backend.serving import build_fetcher, zero_shot_config
+from backend.serving import build_fetcher, label_studio_client, zero_shot_config
 from backend.settings import Settings, get_settings
 from models.classifier import CLASSIFIER_KINDS, MODEL_KINDS, LinearProbe, load_classifier
 from models.embedding_cache import EmbeddingCache
@@ -37,9 +36,7 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
 
 def export_project(project_id: int, settings: Settings, progress: JobProgress) -> tuple[SoilingTags, list[dict]]:
     """The project's tags and its tasks with annotations, through Label Studio's API."""
-    if not settings.label_studio_api_key:
-        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set: annotations cannot be exported")
-    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+    client = label_studio_client(settings, "annotations cannot be exported")
     tags = parse_soiling_config(client.project(project_id)["label_config"])
     progress.stage("exporting annotations from Label Studio")
     tasks = client.tasks(project_id)

@@ -17,7 +17,7 @@ from rq import Queue, Retry, get_current_job
 from backend.jobs import JOBS_INDEX_KEY, QUEUE_NAME, RUN_KEY, release_pending
 from backend.labelstudio import LabelStudioClient
 from backend.prediction_service import PredictionService
-from backend.serving import build_serving
+from backend.serving import build_serving, label_studio_client
 from backend.settings import Settings, get_settings
 from training.progress import JobProgress
 
@@ -37,18 +37,19 @@ def worker_service() -> PredictionService:
 
 
 def _client(settings: Settings) -> LabelStudioClient:
-    if not settings.label_studio_api_key:
-        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set: tasks cannot be read or written")
-    return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+    return label_studio_client(settings, "tasks cannot be read or written")
 
 
-def tasks_to_predict(task_ids: list[int], predictions: list[dict], version: str, mode: str) -> list[int]:
+def tasks_to_predict(tasks: list[dict], version: str, mode: str) -> list[dict]:
+    """Tasks (as listed with their predictions) that still need one: none at all, or none of `version`."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-    have_any = {p["task"] for p in predictions}
-    have_version = {p["task"] for p in predictions if p.get("model_version") == version}
-    skip = have_any if mode == "missing" else have_version
-    return [t for t in task_ids if t not in skip]
+
+    def done(task: dict) -> bool:
+        versions = [p.get("model_version") for p in task.get("predictions") or []]
+        return bool(versions) if mode == "missing" else version in versions
+
+    return [task for task in tasks if not done(task)]
 
 
 def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> dict:
@@ -59,9 +60,9 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
     progress = JobProgress()
     client = _client(settings)
     version = worker_service().model_version(str(project_id))
-    task_ids = [t["id"] for t in client.tasks(project_id)]
-    todo = tasks_to_predict(task_ids, client.predictions(project_id), version, mode)
-    progress.log(f"{len(todo)} of {len(task_ids)} tasks to pre-annotate with {version} ({mode}, {reason})")
+    tasks = client.tasks(project_id)
+    todo = [t["id"] for t in tasks_to_predict(tasks, version, mode)]
+    progress.log(f"{len(todo)} of {len(tasks)} tasks to pre-annotate with {version} ({mode}, {reason})")
     run_id = f"run-{project_id}-{int(time.time() * 1000)}"
     size = settings.preannotate_chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
@@ -123,7 +124,7 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) 
     version = service.model_version(project)
     label_config = client.project(project_id)["label_config"]
     tasks = client.tasks(project_id, ids=task_ids)
-    todo = [t for t in tasks if not any(p.get("model_version") == version for p in t.get("predictions") or [])]
+    todo = tasks_to_predict(tasks, version, "all")
     batch = service.pipeline.scorer.batch_size
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = failed = 0

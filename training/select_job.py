@@ -12,7 +12,7 @@ import numpy as np
 
 from backend.label_config import SoilingTags, parse_soiling_config
 from backend.labelstudio import LabelStudioClient
-from backend.serving import build_fetcher
+from backend.serving import build_fetcher, label_studio_client
 from backend.settings import Settings
 from models.verdict import combine
 from training.dataset import human_label
@@ -69,9 +69,7 @@ def build_pool(tasks: list[dict], tags: SoilingTags, project: str, settings: Set
 def run_selection(
     project_id: int, strategy: str, budget: int, settings: Settings, progress: JobProgress, per_group: int = 1
 ) -> dict:
-    if not settings.label_studio_api_key:
-        raise RuntimeError("LENSGUARD_LABEL_STUDIO_API_KEY is not set")
-    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+    client = label_studio_client(settings, "frames cannot be selected")
     tags = parse_soiling_config(client.project(project_id)["label_config"])
     tasks = client.tasks(project_id)
     unlabelled = [t for t in tasks if human_label(t, tags) is None and not t.get("annotations")]

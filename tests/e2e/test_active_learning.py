@@ -16,10 +16,11 @@ import redis
 
 from backend.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
+from tests.services import redis_url
 from training.synthetic import make_frames
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 FRAMES = 200
 
 

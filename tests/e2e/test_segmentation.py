@@ -12,10 +12,11 @@ import redis
 from backend.brush import mask_to_rle, rle_to_mask
 from backend.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
+from tests.services import redis_url
 from training.synthetic import SoiledFrame, add_soiling, synthetic_scene
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
-REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_URL = redis_url(9)
 WIDTH, HEIGHT = 256, 128
 
 

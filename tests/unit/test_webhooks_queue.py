@@ -7,9 +7,10 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.jobs import JobQueue
 from backend.serving import build_serving
+from tests.services import redis_url
 from tests.unit.test_app import settings_for, tasks
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_url(14)
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ def handle_webhook(event: WebhookEvent, queue: JobQueue, settings: Settings) -> 
         jobs = [queue.enqueue_training(project, kind, reason=action) for kind in settings.auto_train_kinds]
         queue.reset_new_annotations(project)
         return {"status": "queued", "action": action, "job": jobs[0][0] if jobs else None, "jobs": [j for j, _ in jobs]}
-    new = queue.count_new_annotations(project, changed_annotations(event))
-    if new < settings.train_min_new_annotations:
+    new, due = queue.add_annotations(project, changed_annotations(event), settings.train_min_new_annotations)
+    if not due:
         return {"status": "counted", "action": action, "new_annotations": new}
     jobs = [
         queue.enqueue_training(
@@ -47,5 +47,4 @@ def handle_webhook(event: WebhookEvent, queue: JobQueue, settings: Settings) -> 
         )
         for kind in settings.auto_train_kinds
     ]
-    queue.reset_new_annotations(project)
     return {"status": "queued", "action": action, "jobs": [j for j, _ in jobs], "created": [c for _, c in jobs]}

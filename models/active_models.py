@@ -14,7 +14,9 @@ T = TypeVar("T")
 
 
 class ActiveModels(Generic[T]):
-    """The first kind (in preference order) with an active version that `accept`s, loaded once per promotion."""
+    """The first kind with an active version that `accept`s, loaded once per promotion. Kinds are tried in the
+    order `preferred(project)` gives (e.g. the kind that was best on the project's evaluation set), then in
+    the configured order."""
 
     def __init__(
         self,
@@ -22,18 +24,21 @@ class ActiveModels(Generic[T]):
         kinds: Sequence[str],
         load: Callable[[ModelVersion], T],
         accept: Callable[[ModelVersion], bool] = lambda version: True,
+        preferred: Callable[[str], str | None] = lambda project: None,
     ):
         self.registry = registry
         self.kinds = tuple(kinds)
         self.load = load
         self.accept = accept
+        self.preferred = preferred
         self._loaded: dict[tuple[str, str], tuple[int, ModelVersion, T]] = {}
         self._lock = threading.Lock()
 
     def get(self, project: str | None) -> tuple[ModelVersion, T] | None:
         if not project:
             return None
-        for kind in self.kinds:
+        first = self.preferred(project)
+        for kind in sorted(self.kinds, key=lambda kind: kind != first):
             found = self._current(project, kind)
             if found is not None:
                 return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.calibration import CalibratedClassifier, Calibration
 from models.classifier import Classifier, LinearProbe, TimmClassifier
 from models.registry import ModelVersion
 from models.segmenter import Segmenter
@@ -14,4 +15,8 @@ def load_version(version: ModelVersion, device: str = "auto") -> Classifier | Se
     """The model stored in a registry version (a classifier or the segmenter), on `device`."""
     if version.kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {version.kind!r}; known: {sorted(MODEL_KINDS)}")
-    return MODEL_KINDS[version.kind].load(version.path, version.config, device)
+    config = version.config
+    model = MODEL_KINDS[version.kind].load(version.path, config, device)
+    if "calibration" in config:  # classifiers trained since calibration serve calibrated, thresholded P(dirty)
+        return CalibratedClassifier(model, Calibration(**config["calibration"]))
+    return model

@@ -122,6 +122,24 @@ class ModelRegistry:
             {"version": version.name, "promoted_at": datetime.now(UTC).isoformat(), "reason": reason},
         )
 
+    def read_project_file(self, project: str | int, name: str) -> dict | None:
+        """A project-level JSON record (the frozen evaluation set, the served classifier), or None."""
+        try:
+            return json.loads((self.root / f"project-{project}" / name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def write_project_file(self, project: str | int, name: str, data: dict) -> None:
+        """Replaces the record atomically: readers see the old one or the new one, never a part."""
+        _write_json_atomic(self.root / f"project-{project}" / name, data)
+
+    def project_file_stamp(self, project: str | int, name: str) -> int | None:
+        """Changes whenever the record is replaced (for readers that cache what it says)."""
+        try:
+            return (self.root / f"project-{project}" / name).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def clean_staging(self, max_age_seconds: float = 24 * 3600) -> int:
         """Remove leftovers of writers killed mid-write: dead processes of this host, or anything stale."""
         removed = 0

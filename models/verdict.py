@@ -17,6 +17,15 @@ def binary_uncertainty(p_dirty: np.ndarray | float) -> np.ndarray | float:
     return 1.0 - np.abs(2.0 * np.asarray(p_dirty) - 1.0)
 
 
+def recentre(p_dirty: np.ndarray, threshold: float) -> np.ndarray:
+    """Monotone map putting `threshold` at 0.5, so the verdict and the uncertainty follow a tuned threshold."""
+    if threshold == 0.5:
+        return p_dirty
+    return np.where(
+        p_dirty < threshold, 0.5 * p_dirty / threshold, 0.5 + 0.5 * (p_dirty - threshold) / (1.0 - threshold)
+    )
+
+
 class CombineMode(StrEnum):
     AVERAGE = "average"  # mean of zero-shot and classifier probabilities
     CLASSIFIER = "classifier"  # the classifier alone; zero-shot still names soiling types

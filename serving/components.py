@@ -26,6 +26,7 @@ from serving.service import PredictionService
 from settings import Settings, config_for
 
 log = logging.getLogger(__name__)
+SERVED_FILE = "served.json"  # per project: the classifier kind that was best on its frozen evaluation set
 
 
 @dataclass
@@ -87,7 +88,12 @@ def build_serving(settings: Settings) -> Serving:
             log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
         return trained_on == encoder
 
-    classifiers = ActiveModels(registry, settings.serve_kinds, lambda v: load_version(v, settings.device), same_encoder)
+    def best_kind(project: str) -> str | None:
+        return ((registry.read_project_file(project, SERVED_FILE) or {}).get("classifier") or {}).get("kind")
+
+    classifiers = ActiveModels(
+        registry, settings.serve_kinds, lambda v: load_version(v, settings.device), same_encoder, best_kind
+    )
     prompt_sets = ActiveModels(
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )

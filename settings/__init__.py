@@ -76,7 +76,11 @@ class Settings(BaseSettings):
     preannotate_chunk_size: int = 64
     job_timeout_seconds: int = 4 * 3600
     promotion_metric: str = "roc_auc"
-    val_fraction: float = 0.25
+    promotion_confidence: float = 0.9  # a candidate must beat the active version beyond this bootstrap interval
+    promotion_resamples: int = 1000
+    eval_fraction: float = 0.25  # share of labelled groups frozen into the project's evaluation set
+    eval_min_groups: int = 3  # labelled groups of each class before the evaluation set is frozen
+    val_fraction: float = 0.25  # inner validation split (early stopping, threshold, calibration)
     threshold_target_recall: float | None = None
     pseudo_labels: bool = False
     pseudo_low: float = 0.1

@@ -1,24 +1,29 @@
 """The classifier kinds in the training pipeline: a probe on cached CLIP embeddings and a fine-tuned timm model,
-trained on human soiling choices (plus optional zero-shot pseudo-labels)."""
+trained on human soiling choices (plus optional zero-shot pseudo-labels), calibrated and thresholded on the
+inner validation split; after every promotion decision, the best classifier on the frozen set serves."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from labelstudio.label_config import SoilingTags
+from models.calibration import CalibratedClassifier, Calibration
 from models.classifier import Classifier, LinearProbe
 from models.embedding_cache import EmbeddingCache
-from models.kinds import CLASSIFIER_KINDS
+from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelVersion
+from models.registry import ModelRegistry, ModelVersion
 from models.zero_shot import shared_zero_shot_scorer
-from serving.components import build_fetcher, zero_shot_config
+from serving.components import SERVED_FILE, build_fetcher, zero_shot_config
 from settings import Settings
 from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
+from training.eval_set import EvalSplit
 from training.finetune import finetune, finetune_config
+from training.locks import project_lock
 from training.metrics import best_threshold, binary_metrics, save_report_plot
 from training.progress import JobProgress
 
@@ -26,11 +31,19 @@ from training.progress import JobProgress
 class ClassifierTrainer:
     headline = ("roc_auc", "balanced_accuracy", "accuracy")
 
-    def __init__(self, kind: str, settings: Settings):
+    def __init__(self, kind: str, project_id: int, settings: Settings):
         self.kind = kind
+        self.project_id = project_id
         self.settings = settings
         self.metric = settings.promotion_metric
         self.encoder = ""
+
+    def _needs_pixels(self) -> bool:
+        """Pixels for a fine-tune, or to score an active fine-tune when the served classifier is re-decided."""
+        if CLASSIFIER_KINDS[self.kind].needs == "pixels":
+            return True
+        registry = ModelRegistry(self.settings.registry_path)
+        return "finetune" in self.settings.serve_kinds and registry.active(self.project_id, "finetune") is not None
 
     def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> TrainingSet | dict:
         settings = self.settings
@@ -38,7 +51,7 @@ class ClassifierTrainer:
         self.encoder = scorer.encoder_identity
         pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
         pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None
-        pixel_size = settings.finetune_image_size if CLASSIFIER_KINDS[self.kind].needs == "pixels" else None
+        pixel_size = settings.finetune_image_size if self._needs_pixels() else None
         data = build_training_set(tasks, tags, pipeline, build_fetcher(settings), progress, pseudo, pixel_size)
         labels = data.labels
         data.summary |= {"labelled": len(labels), "dirty": int(labels.sum()), "clean": int((1 - labels).sum())}
@@ -57,24 +70,34 @@ class ClassifierTrainer:
         config = finetune_config(self.settings)
         return finetune(data.pixels, data.labels, data.weights, train, val, config, progress)
 
-    def predict(self, model: Classifier, data: TrainingSet, val: np.ndarray) -> np.ndarray:
+    def calibrate(self, model: Classifier, data: TrainingSet, val: np.ndarray) -> CalibratedClassifier:
+        """Platt scaling and the threshold (max balanced accuracy, or the target recall) on the inner split."""
+        labels, raw = data.labels[val], self.predict(model, data, val)
+        calibration = Calibration.fit(raw, labels)
+        target = self.settings.threshold_target_recall
+        threshold = best_threshold(labels, calibration.calibrated(raw), target) if len(set(labels)) == 2 else 0.5
+        return CalibratedClassifier(model, calibration.with_threshold(threshold))
+
+    def predict(self, model: Classifier, data: TrainingSet, frames: np.ndarray) -> np.ndarray:
         if model.needs == "embeddings":
-            return model.predict_proba(data.embeddings[val])
-        return model.predict_proba([data.pixels[i] for i in val])
+            return model.predict_proba(data.embeddings[frames])
+        if data.pixels is None:
+            raise ValueError(f"{model.kind} reads pixels, which this run did not load")
+        return model.predict_proba([data.pixels[i] for i in frames])
 
-    def baselines(self, data: TrainingSet, val: np.ndarray) -> dict[str, np.ndarray]:
-        return {"zero-shot": data.p_zero_shot[val]}
+    def baselines(self, data: TrainingSet, frames: np.ndarray) -> dict[str, np.ndarray]:
+        return {"zero-shot": data.p_zero_shot[frames]}
 
-    def metrics(self, data: TrainingSet, val: np.ndarray, p_dirty: np.ndarray) -> dict:
-        labels, target = data.labels[val], self.settings.threshold_target_recall
-        return binary_metrics(labels, p_dirty, best_threshold(labels, p_dirty, target) if target else None)
+    def metrics(self, data: TrainingSet, frames: np.ndarray, p_dirty: np.ndarray) -> dict:
+        """At the served threshold (0.5 after calibration and recentring): nothing is tuned on these frames."""
+        return binary_metrics(data.labels[frames], p_dirty, 0.5)
 
     def write(
-        self, model: Classifier, directory: Path, data: TrainingSet, val: np.ndarray, predicted: dict, metrics: dict
+        self, model: CalibratedClassifier, directory: Path, data: TrainingSet, frames, predicted: dict, metrics: dict
     ) -> dict:
         config = model.save(directory)
-        save_report_plot(directory / "report.png", data.labels[val], predicted, metrics)
-        return {**config, "threshold": metrics[self.kind]["threshold"]}
+        save_report_plot(directory / "report.png", data.labels[frames], predicted, metrics)
+        return {**config, "threshold": model.calibration.threshold}
 
     def recorded(
         self, version: ModelVersion, data: TrainingSet, score: float | None, promoted: bool, progress: JobProgress
@@ -82,3 +105,31 @@ class ClassifierTrainer:
         human = [e.task for e in data.examples if e.source == "human"]
         curve = learning_curve.record(version.path.parent, version.name, human, score, promoted)
         progress.log(f"learning curve: {curve['labels']} labels (+{curve['added']}, picked by {curve['added_by']})")
+
+    def promoted(self, registry: ModelRegistry, data: TrainingSet, split: EvalSplit, progress: JobProgress) -> None:
+        """The classifier that serves is the best active one on the frozen set, whatever its kind."""
+        frames = split.evaluation
+        scores: dict[str, dict] = {}
+        for kind in self.settings.serve_kinds:
+            version = registry.active(self.project_id, kind)
+            if kind not in CLASSIFIER_KINDS or version is None:
+                continue
+            try:
+                p = self.predict(load_version(version, self.settings.device), data, frames)
+            except Exception as exc:
+                progress.log(f"{version.name} not comparable on the evaluation set: {exc}")
+                continue
+            scores[kind] = {"version": version.name, self.metric: self.metrics(data, frames, p)[self.metric]}
+        if not scores:
+            return
+        best = max(scores, key=lambda k: (scores[k][self.metric] or 0, -self.settings.serve_kinds.index(k)))
+        record = {
+            "classifier": {"kind": best, **scores[best]},
+            "candidates": scores,
+            "metric": self.metric,
+            "eval_set_version": split.version,
+            "decided_at": datetime.now(UTC).isoformat(),
+        }
+        with project_lock(self.settings.redis_url, f"serve:{self.project_id}"):
+            registry.write_project_file(self.project_id, SERVED_FILE, record)
+        progress.log(f"serving {scores[best]['version']} ({best}): best on the evaluation set of {sorted(scores)}")

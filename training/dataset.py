@@ -45,6 +45,14 @@ class TrainingSet:
         return np.array([e.label for e in self.examples], dtype=int)
 
     @property
+    def task_ids(self) -> list[int]:
+        return [e.task["id"] for e in self.examples]
+
+    @property
+    def human(self) -> np.ndarray:
+        return np.array([e.source == "human" for e in self.examples], dtype=bool)
+
+    @property
     def weights(self) -> np.ndarray:
         return np.array([e.weight for e in self.examples], dtype=np.float32)
 

@@ -58,8 +58,13 @@ def assign_groups(tasks: Sequence[dict], hashes: Sequence[int | None], max_dista
     """Metadata groups where tasks carry them; the rest grouped by perceptual-hash similarity."""
     groups: list[str | None] = [metadata_group(task) for task in tasks]
     unnamed = [i for i, g in enumerate(groups) if g is None and hashes[i] is not None]
-    for i, component in zip(unnamed, hash_groups([hashes[i] for i in unnamed], max_distance), strict=True):
-        groups[i] = f"phash:{component}"
+    components = hash_groups([hashes[i] for i in unnamed], max_distance)
+    first_task: dict[int, object] = {}  # a component is named by its smallest task id: stable across runs
+    for i, component in zip(unnamed, components, strict=True):
+        task_id = tasks[i].get("id", i)
+        first_task[component] = min(first_task.get(component, task_id), task_id)
+    for i, component in zip(unnamed, components, strict=True):
+        groups[i] = f"phash:{first_task[component]}"
     return [g if g is not None else f"task:{tasks[i].get('id', i)}" for i, g in enumerate(groups)]
 
 

@@ -25,8 +25,29 @@ WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 _RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
+_COUNT_SCRIPT = """
+local n = redis.call('incrby', KEYS[1], ARGV[1])
+if n >= tonumber(ARGV[2]) then
+  redis.call('del', KEYS[1])
+  return {n, 1}
+end
+return {n, 0}
+"""
+
+
+MARKER_GRACE_SECONDS = 30  # a marker whose job is not stored yet is being enqueued, not stale
+
+
 class QueueUnavailable(RuntimeError):
     pass
+
+
+def _created_at(job_id: str) -> float:
+    """Job ids end with their creation time in milliseconds."""
+    try:
+        return int(job_id.rsplit("-", 1)[-1]) / 1000
+    except ValueError:
+        return 0.0
 
 
 def connect(url: str) -> redis.Redis:
@@ -52,9 +73,12 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(f"job queue (Redis at {_safe_url(self.url)}) unavailable: {exc}") from exc
 
-    def count_new_annotations(self, project: int | str, count: int) -> int:
+    def add_annotations(self, project: int | str, count: int, threshold: int) -> tuple[int, bool]:
+        """Counts new annotations; (count, due): due once `threshold` is reached, when the count restarts from 0.
+        One Redis script, so concurrent webhooks never both see the threshold or lose each other's counts."""
         key = NEW_ANNOTATIONS_KEY.format(project=project)
-        return int(self._guard(lambda: self.connection.incrby(key, count)))
+        count_now, due = self._guard(lambda: self.connection.eval(_COUNT_SCRIPT, 1, key, count, threshold))
+        return int(count_now), bool(due)
 
     def reset_new_annotations(self, project: int | str) -> None:
         self._guard(lambda: self.connection.delete(NEW_ANNOTATIONS_KEY.format(project=project)))
@@ -87,8 +111,10 @@ class JobQueue:
                     if Job.fetch(job_id, connection=self.connection).get_status() in WAITING:
                         return job_id, False
                 except NoSuchJobError:
-                    pass
-                self.connection.delete(key)  # stale marker: the job ran or vanished
+                    if time.time() - _created_at(job_id) < MARKER_GRACE_SECONDS:
+                        return job_id, False  # its creator set the marker and is submitting the job right now
+                # stale (the job ran or vanished): remove the marker, unless another webhook replaced it meanwhile
+                self.connection.eval(_RELEASE_SCRIPT, 1, key, job_id)
             job_id = f"{'train' if function == TRAIN_FUNCTION else kind}-{project}-{kind}-{int(time.time() * 1000)}"
             if not self.connection.set(key, job_id, nx=True, ex=self.timeout_seconds):
                 continue  # another webhook won the race; join its job

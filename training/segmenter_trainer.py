@@ -39,13 +39,22 @@ class MaskedFrames:
         """Frames with any soiling: the grouped split keeps soiled frames on both sides."""
         return np.array([int(m.any()) for m in self.masks])
 
+    @property
+    def task_ids(self) -> list[int]:
+        return [task["id"] for task in self.tasks]
+
+    @property
+    def human(self) -> np.ndarray:
+        return np.ones(len(self.tasks), dtype=bool)
+
 
 class SegmenterTrainer:
     kind = "segmenter"
     metric = "miou"
     headline = ("miou", "pixel_accuracy", "tile_coverage_mae", "tile_accuracy")
 
-    def __init__(self, settings: Settings):
+    def __init__(self, project_id: int, settings: Settings):
+        self.project_id = project_id
         self.settings = settings
         self.config: SegmenterConfig = segmenter_config(settings)
 
@@ -111,6 +120,9 @@ class SegmenterTrainer:
         data.summary |= {"train": len(train), "synthetic": config.synthetic_frames}
         return train_segmenter(pixels, masks, train, val, config, progress)
 
+    def calibrate(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> Segmenter:
+        return model
+
     def predict(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> list[np.ndarray]:
         """Masks at the configured size, whatever size the model (e.g. an older active one) reads."""
         size = self.config.image_size
@@ -138,6 +150,9 @@ class SegmenterTrainer:
         return {**model.save(directory), "grid": list(self.config.grid)}
 
     def recorded(self, version: ModelVersion, data, score, promoted: bool, progress: JobProgress) -> None:
+        return None
+
+    def promoted(self, registry, data, evaluation, progress: JobProgress) -> None:
         return None
 
 

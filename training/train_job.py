@@ -1,5 +1,6 @@
-"""One training pipeline for every kind: export -> dataset -> grouped split -> fit -> evaluate next to the active
-version -> write the version atomically -> promote if better. Each kind plugs in a `Trainer`."""
+"""One training pipeline for every kind: export -> dataset -> frozen evaluation set + grouped inner split -> fit
+-> calibrate on the inner validation split -> evaluate next to the active version on the frozen set -> write the
+version atomically -> promote when better beyond noise. Each kind plugs in a `Trainer`."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ from rq import get_current_job
 
 from labelstudio.label_config import SoilingTags
 from models.kinds import MODEL_KINDS, load_version
-from models.registry import ModelRegistry, version_name
+from models.registry import ModelRegistry, ModelVersion, version_name
 from settings import Settings, get_settings
+from training.eval_set import EvalSetError, EvalSplit, update_eval_set
 from training.export import export_project
 from training.grouping import SplitError, grouped_split
+from training.locks import project_lock
 from training.progress import JobProgress
+from training.promotion import bootstrap_difference, decide
 from training.queue import release_pending
 
 log = logging.getLogger(__name__)
 
 
 class TrainingData(Protocol):
-    labels: np.ndarray  # what the grouped split stratifies on (1 dirty, 0 clean)
-    groups: list[str]  # near-duplicate groups: no group on both sides of the split
+    labels: np.ndarray  # what the grouped splits stratify on (1 dirty, 0 clean)
+    groups: list[str]  # near-duplicate groups: no group on two sides of a split
+    task_ids: list[int]
+    human: np.ndarray  # which frames carry a human label (only those are ever evaluated on)
     summary: dict  # reported in the job's result and the version's metrics.json
 
 
@@ -31,7 +37,7 @@ class Trainer(Protocol):
     """What a model kind plugs into the pipeline."""
 
     kind: str
-    metric: str  # the validation figure that decides promotion (higher is better)
+    metric: str  # the figure that decides promotion on the frozen evaluation set (higher is better)
     headline: tuple[str, ...]  # the figures the job's result shows per scorer
 
     def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> TrainingData | dict:
@@ -39,28 +45,36 @@ class Trainer(Protocol):
 
     def fit(self, data: Any, train: np.ndarray, val: np.ndarray, progress: JobProgress) -> Any: ...
 
-    def predict(self, model: Any, data: Any, val: np.ndarray) -> Any:
-        """Predictions of any model of this kind (the new one or the active one) on the validation frames."""
+    def calibrate(self, model: Any, data: Any, val: np.ndarray) -> Any:
+        """The model as it will be served, calibrated and thresholded on the inner validation split."""
 
-    def baselines(self, data: Any, val: np.ndarray) -> dict[str, Any]:
+    def predict(self, model: Any, data: Any, frames: np.ndarray) -> Any:
+        """Predictions of any model of this kind (the new one or an active one) for these frames."""
+
+    def baselines(self, data: Any, frames: np.ndarray) -> dict[str, Any]:
         """Other scorers' predictions shown next to the model's (zero-shot CLIP for classifiers)."""
 
-    def metrics(self, data: Any, val: np.ndarray, predicted: Any) -> dict: ...
+    def metrics(self, data: Any, frames: np.ndarray, predicted: Any) -> dict: ...
 
-    def write(self, model: Any, directory, data: Any, val: np.ndarray, predicted: dict, metrics: dict) -> dict:
+    def write(self, model: Any, directory, data: Any, frames: np.ndarray, predicted: dict, metrics: dict) -> dict:
         """Save the model and its report into `directory`; returns the version's config."""
 
     def recorded(self, version, data: Any, score: float | None, promoted: bool, progress: JobProgress) -> None:
         """After the version is written: the loop's record (learning curve)."""
 
+    def promoted(self, registry: ModelRegistry, data: Any, evaluation: EvalSplit, progress: JobProgress) -> None:
+        """After every promotion decision: what serves (e.g. the best classifier across kinds)."""
 
-def create_trainer(kind: str, settings: Settings) -> Trainer:
+
+def create_trainer(kind: str, project_id: int, settings: Settings) -> Trainer:
     from training.classifier_trainers import ClassifierTrainer
     from training.segmenter_trainer import SegmenterTrainer
 
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODEL_KINDS)}")
-    return SegmenterTrainer(settings) if kind == "segmenter" else ClassifierTrainer(kind, settings)
+    if kind == "segmenter":
+        return SegmenterTrainer(project_id, settings)
+    return ClassifierTrainer(kind, project_id, settings)
 
 
 def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
@@ -71,62 +85,102 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
     return run_training(project_id, kind, get_settings(), JobProgress(), reason)
 
 
+def take(predicted: Any, positions: np.ndarray) -> Any:
+    return predicted[positions] if isinstance(predicted, np.ndarray) else [predicted[i] for i in positions]
+
+
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
-    trainer = create_trainer(kind, settings)
+    trainer = create_trainer(kind, project_id, settings)
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
     data = trainer.dataset(tags, tasks, progress)
     if isinstance(data, dict):
         return data
+    registry = ModelRegistry(settings.registry_path)
     try:
-        train, val = grouped_split(data.labels, data.groups, settings.val_fraction)
-    except SplitError as exc:
+        with project_lock(settings.redis_url, f"eval-set:{project_id}"):
+            split = update_eval_set(
+                registry,
+                project_id,
+                data.task_ids,
+                data.groups,
+                data.labels,
+                data.human,
+                settings.eval_fraction,
+                settings.eval_min_groups,
+            )
+        pool = split.pool
+        inner_train, inner_val = grouped_split(data.labels[pool], [data.groups[i] for i in pool], settings.val_fraction)
+    except (EvalSetError, SplitError) as exc:
         progress.log(str(exc))
         return {"status": "need_more_data", "detail": str(exc), "dataset": data.summary}
+    train, val, evaluation = pool[inner_train], pool[inner_val], split.evaluation
+    eval_groups = [data.groups[i] for i in evaluation]
     data.summary |= {"train": len(train), "validation": len(val), "groups": len(set(data.groups))}
-
-    model = trainer.fit(data, train, val, progress)
-    progress.stage("evaluating on the validation split")
-    predicted = {kind: trainer.predict(model, data, val), **trainer.baselines(data, val)}
-    registry = ModelRegistry(settings.registry_path)
-    active = registry.active(project_id, kind)
-    if active is not None:
-        try:
-            predicted["active"] = trainer.predict(load_version(active, settings.device), data, val)
-        except Exception as exc:  # an incompatible or unreadable active version loses to any new one
-            progress.log(f"active version {active.name} could not be evaluated: {exc}")
-    metrics = {name: trainer.metrics(data, val, p) for name, p in predicted.items()}
-    metric = trainer.metric
-    new_score = metrics[kind][metric]
-    active_score = metrics.get("active", {}).get(metric)
-    promote = "active" not in metrics or (new_score or 0) > (active_score or 0)
-
-    name = version_name(kind, model.digest())
-    document = {
-        "validation": metrics,
-        "dataset": data.summary,
-        "promotion": {
-            "metric": metric,
-            "new": new_score,
-            "active": active_score,
-            "active_version": getattr(active, "name", None),
-        },
-        "reason": reason,
+    data.summary["evaluation"] = {
+        "eval_set_version": split.version,
+        "frames": len(evaluation),
+        "groups": split.groups,
+        "dirty": int(data.labels[evaluation].sum()),
+        "added_by_this_run": split.added,
     }
+    progress.log(f"frozen evaluation set v{split.version}: {data.summary['evaluation']}")
 
-    def write(directory) -> dict:
-        return {**trainer.write(model, directory, data, val, predicted, metrics), "project": project_id}
+    model = trainer.calibrate(trainer.fit(data, train, val, progress), data, val)
+    progress.stage("evaluating on the frozen evaluation set")
+    predicted = {kind: trainer.predict(model, data, evaluation), **trainer.baselines(data, evaluation)}
+    metric = trainer.metric
 
-    version = registry.write_version(project_id, kind, name, write, document)
-    trainer.recorded(version, data, new_score, promote, progress)
-    if promote:
-        registry.promote(version, f"{metric} {new_score} > active {active_score}" if active else "first version")
-        progress.log(f"promoted {name}: {metric} {new_score} (active was {active_score})")
-    else:
-        progress.log(f"kept {name} unpromoted: {metric} {new_score} <= active {active_score}")
+    def score(name: str, positions: np.ndarray) -> float | None:
+        return trainer.metrics(data, evaluation[positions], take(predicted[name], positions))[metric]
+
+    def difference(positions: np.ndarray) -> float | None:
+        new, old = score(kind, positions), score("active", positions)
+        return None if new is None or old is None else new - old
+
+    with project_lock(settings.redis_url, f"promote:{project_id}:{kind}"):
+        active = registry.active(project_id, kind)  # read under the lock: another worker may just have promoted
+        if active is not None:
+            try:
+                predicted["active"] = trainer.predict(load_version(active, settings.device), data, evaluation)
+            except Exception as exc:  # an incompatible or unreadable active version loses to any new one
+                progress.log(f"active version {active.name} could not be evaluated: {exc}")
+        metrics = {name: trainer.metrics(data, evaluation, p) for name, p in predicted.items()}
+        new_score, active_score = metrics[kind][metric], metrics.get("active", {}).get(metric)
+        compared = (
+            bootstrap_difference(eval_groups, difference, settings.promotion_resamples, settings.promotion_confidence)
+            if "active" in predicted
+            else None
+        )
+        promote, why = decide(new_score, active.name if "active" in predicted else None, compared)
+        name = version_name(kind, model.digest())
+        document = {
+            "evaluation": metrics,
+            "dataset": data.summary,
+            "promotion": {
+                "metric": metric,
+                "new": new_score,
+                "active": active_score,
+                "active_version": getattr(active, "name", None),
+                "difference": compared,
+                "decision": why,
+            },
+            "reason": reason,
+        }
+
+        def write(directory) -> dict:
+            return {**trainer.write(model, directory, data, evaluation, predicted, metrics), "project": project_id}
+
+        version: ModelVersion = registry.write_version(project_id, kind, name, write, document)
+        trainer.recorded(version, data, new_score, promote, progress)
+        if promote:
+            registry.promote(version, why)
+    progress.log(f"{'promoted' if promote else 'kept'} {name}: {metric} {new_score} (active {active_score}); {why}")
+    trainer.promoted(registry, data, split, progress)
     return {
         "status": "promoted" if promote else "kept",
         "version": name,
         "metrics": {scorer: {m: figures[m] for m in trainer.headline} for scorer, figures in metrics.items()},
+        "promotion": document["promotion"],
         "dataset": data.summary,
     }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.verdict import binary_uncertainty
+from models.verdict import binary_uncertainty, recentre
 from models.zero_shot.loading import LoadedClip
 from models.zero_shot.prompts import PromptSet
 
@@ -42,15 +42,6 @@ def siglip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """
     matches = logits.sigmoid()
     return matches / matches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def recentre(p_dirty: np.ndarray, threshold: float) -> np.ndarray:
-    """Monotone map putting `threshold` at 0.5, so the verdict and the uncertainty follow a tuned threshold."""
-    if threshold == 0.5:
-        return p_dirty
-    return np.where(
-        p_dirty < threshold, 0.5 * p_dirty / threshold, 0.5 + 0.5 * (p_dirty - threshold) / (1.0 - threshold)
-    )
 
 
 class ZeroShotScorer:

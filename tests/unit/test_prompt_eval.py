@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from models.verdict import recentre
 from models.zero_shot.prompts import parse_prompt_set
-from models.zero_shot.scorer import recentre
 from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
 from training.prompt_report import write_report
 

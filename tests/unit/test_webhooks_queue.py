@@ -96,3 +96,16 @@ def open_frame(i: int) -> bytes:
     from training.synthetic import make_frames
 
     return make_frames(2, 160, 90, seed=3)[i].jpeg()
+
+
+def test_200_concurrent_annotation_webhooks_count_exactly_and_queue_one_job_per_kind(queue_client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda _: queue_client.post("/webhook", json=annotation_event(7)).json(), range(200)))
+    statuses = [r["status"] for r in responses]
+    assert statuses.count("queued") == 200 // 3, "exactly one webhook per 3 annotations reaches the threshold"
+    assert statuses.count("counted") == 200 - 200 // 3
+    jobs = [j for j in queue_client.get("/jobs").json()["jobs"] if j["project"] == "7"]
+    assert sorted(j["kind"] for j in jobs) == ["finetune", "probe"], "every burst joins the one waiting job per kind"
+    assert int(redis.Redis.from_url(REDIS_URL).get("lensguard:new-annotations:7")) == 200 % 3

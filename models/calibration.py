@@ -60,6 +60,10 @@ class CalibratedClassifier:
     def image_size(self):
         return getattr(self.classifier, "image_size", None)
 
+    @property
+    def random_init(self) -> bool:
+        return bool(getattr(self.classifier, "random_init", False))
+
     def predict_proba(self, inputs) -> np.ndarray:
         return self.calibration(self.classifier.predict_proba(inputs))
 

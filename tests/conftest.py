@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Model weights cannot be downloaded here (nor in CI): hub clients fail at once instead of retrying the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 
 from models.zero_shot import ZeroShotConfig, ZeroShotScorer, create_zero_shot_scorer

@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from models.classifier import TimmClassifier
+from models.weights import pretrained_or_random
 from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
@@ -28,6 +29,7 @@ class FinetuneConfig:
     patience: int = 3
     lr: float = 3e-4
     device: str = "auto"
+    allow_random_weights: bool = False  # where pretrained weights are missing
     seed: int = 0
 
 
@@ -65,7 +67,14 @@ def finetune(
 ) -> TimmClassifier:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    classifier = TimmClassifier.create(config.arch, config.pretrained, config.image_size, config.device)
+    classifier, random_init = pretrained_or_random(
+        lambda pretrained: TimmClassifier.create(config.arch, pretrained, config.image_size, config.device),
+        f"timm {config.arch}",
+        "set LENSGUARD_FINETUNE_PRETRAINED=false or put the weights in the Hugging Face cache (HF_HOME)",
+        config.allow_random_weights,
+        wanted=config.pretrained,
+    )
+    classifier.random_init = random_init
     model, device = classifier.model, classifier.device
     augment = soiling_safe_augmentations()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)

@@ -13,6 +13,7 @@ import torch
 
 from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
+from models.weights import pretrained_or_random
 from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
@@ -33,6 +34,7 @@ class SegmenterConfig:
     cutmix: float = 0.5
     grid: tuple[int, int] = (4, 4)  # cols, rows of the tile-coverage metrics
     device: str = "auto"
+    allow_random_weights: bool = False  # where the encoder's pretrained weights are missing
     seed: int = 0
 
 
@@ -118,9 +120,21 @@ def train_segmenter(
 ) -> Segmenter:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    segmenter = Segmenter.create(
-        config.arch, config.encoder, config.encoder_weights, config.image_size, config.device, config.tiles
+    segmenter, random_init = pretrained_or_random(
+        lambda pretrained: Segmenter.create(
+            config.arch,
+            config.encoder,
+            config.encoder_weights if pretrained else None,
+            config.image_size,
+            config.device,
+            config.tiles,
+        ),
+        f"the {config.encoder} encoder ({config.encoder_weights})",
+        "set LENSGUARD_SEGMENTER_ENCODER_WEIGHTS=none or put the weights in the torch/Hugging Face cache",
+        config.allow_random_weights,
+        wanted=config.encoder_weights is not None,
     )
+    segmenter.random_init = random_init
     frame_pixels, frame_masks = pixels, masks
     if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
         per_frame = config.tiles[0] * config.tiles[1]

@@ -13,6 +13,7 @@ from rq import get_current_job
 from labelstudio.label_config import SoilingTags
 from models.kinds import MODEL_KINDS, load_version
 from models.registry import ModelRegistry, ModelVersion, version_name
+from models.weights import WeightsUnavailableError
 from settings import Settings, get_settings
 from training.eval_set import EvalSetError, EvalSplit, update_eval_set
 from training.export import export_project
@@ -82,7 +83,13 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
     job = get_current_job()
     if job is not None:
         release_pending(job.connection, project_id, kind, job.id)
-    return run_training(project_id, kind, get_settings(), JobProgress(), reason)
+    try:
+        return run_training(project_id, kind, get_settings(), JobProgress(), reason)
+    except WeightsUnavailableError:
+        if job is not None:  # a job that cannot succeed is never retried
+            job.retries_left = 0
+            job.save()
+        raise
 
 
 def take(predicted: Any, positions: np.ndarray) -> Any:
@@ -153,7 +160,8 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
             else None
         )
         promote, why = decide(new_score, active.name if "active" in predicted else None, compared)
-        name = version_name(kind, model.digest())
+        random_init = bool(getattr(model, "random_init", False))
+        name = version_name(kind, model.digest()) + ("-randominit" if random_init else "")
         document = {
             "evaluation": metrics,
             "dataset": data.summary,
@@ -183,4 +191,5 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
         "metrics": {scorer: {m: figures[m] for m in trainer.headline} for scorer, figures in metrics.items()},
         "promotion": document["promotion"],
         "dataset": data.summary,
+        "weights": "random initialisation (pretrained weights unavailable)" if random_init else "as configured",
     }

@@ -10,15 +10,13 @@ from pathlib import Path
 import open_clip
 import torch
 
+from models.weights import WeightsUnavailableError
+
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 RANDOM_SEED = 0
 open_clip.add_model_config(BUNDLED_MODEL_CONFIGS)
-
-
-class WeightsUnavailableError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ class ModelRegistry:
     def _kind_dir(self, project: str | int, kind: str) -> Path:
         return self.root / f"project-{project}" / kind
 
+    def version_path(self, project: str | int, kind: str, name: str) -> Path:
+        """Where a version lives once written (while it is written, its files are in a staging folder)."""
+        return self._kind_dir(project, kind) / name
+
     def write_version(
         self, project: str | int, kind: str, name: str, write: Callable[[Path], dict], metrics: dict
     ) -> ModelVersion:

@@ -19,8 +19,10 @@ from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_se
 from serving.components import build_fetcher, zero_shot_config
 from settings import Settings, get_settings
 from training.dataset import TrainingSet, build_training_set
+from training.eval_set import EVAL_SET_FILE
 from training.export import export_project
 from training.grouping import SplitError, grouped_split
+from training.metrics import binary_metrics
 from training.progress import JobProgress
 from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
 from training.prompt_report import write_report
@@ -98,19 +100,23 @@ def run_prompt_eval(
     candidates: list[Candidate] = []
     for spec, scorer, data in per_model:
         embeddings = data.embeddings[_align(data, task_ids)]
-        found = candidates_for_model(scorer, sets, spec)
+        shown = f"{spec} (RANDOM weights)" if scorer.clip.random_weights else spec
+        found = candidates_for_model(scorer, sets, shown)
         clean_pool = [p for s in sets for p in s.classes["clean"]]
         dirty_pool = [p for s in sets for p in s.classes["dirty"]]
         clean, dirty, trace = greedy_ensemble(scorer, embeddings[select], labels[select], clean_pool, dirty_pool)
         progress.log(f"{spec}: greedy ensemble of {len(clean)} clean and {len(dirty)} dirty prompts ({trace[-1]})")
-        found.append(Candidate("greedy ensemble", "ensemble", spec, clean, dirty))
+        found.append(Candidate("greedy ensemble", "ensemble", shown, clean, dirty))
         for candidate in found:
             scores = p_dirty(scorer, embeddings, candidate.clean, candidate.dirty)
             candidate.p_select, candidate.p_report = scores[select], scores[report]
             candidates.append(evaluate(candidate, labels, select, report, target_recall))
         if spec == serving_spec:
             split_parts = (labels, select, report, target_recall)
-            candidates += _classifier_rows(active, data, task_ids, split_parts, spec, scorer.encoder_identity, settings)
+            evaluation = set((registry.read_project_file(project_id, EVAL_SET_FILE) or {}).get("tasks", []))
+            candidates += _classifier_rows(
+                active, data, task_ids, split_parts, shown, scorer.encoder_identity, settings, evaluation, progress
+            )
         progress.update(advance=1)
 
     prompt_rows = [c for c in candidates if c.kind in ("set", "ensemble")]
@@ -136,6 +142,7 @@ def run_prompt_eval(
             [task_ids[i] for i in report],
             recommended,
             extra,
+            final_dir=registry.version_path(project_id, EVAL_KIND, name),
         )
         (directory / "recommended-prompts.json").write_text(
             json.dumps(recommended.as_prompt_set(base).to_json(), indent=2)
@@ -165,12 +172,19 @@ def _classifier_rows(
     data: TrainingSet,
     task_ids: list,
     split_parts: tuple,
-    spec: str,
+    model: str,
     encoder: str,
     settings: Settings,
+    evaluation: set[int],
+    progress: JobProgress,
 ) -> list[Candidate]:
-    """The project's active probe and fine-tuned classifier, on the same frames and split."""
+    """The project's active classifiers, with figures only from report-half frames of the frozen evaluation set
+    (frames no classifier trained, early-stopped, thresholded or calibrated on)."""
     labels, select, report, target_recall = split_parts
+    honest = np.array([i for i in report if task_ids[i] in evaluation], dtype=int)
+    if not len(honest) or len(set(labels[honest])) < 2:
+        progress.log("classifier rows left out: the report half holds too few frames of the frozen evaluation set")
+        return []
     rows = _align(data, task_ids)
     found = []
     for version in active:
@@ -179,11 +193,17 @@ def _classifier_rows(
             if version.config.get("encoder") != encoder:
                 continue
             scores = classifier.predict_proba(data.embeddings[rows])
-        else:
+        elif data.pixels is not None:
             scores = classifier.predict_proba([data.pixels[i] for i in rows])
-        candidate = Candidate(f"active {version.kind} {version.name}", "classifier", spec)
-        candidate.p_select, candidate.p_report = scores[select], scores[report]
-        found.append(evaluate(candidate, labels, select, report, target_recall))
+        else:
+            continue
+        name = f"active {version.kind} {version.name} (frozen evaluation set, {len(honest)} frames)"
+        candidate = Candidate(name, "classifier", model)
+        candidate.p_select, candidate.p_report = scores[select], scores[honest]
+        candidate = evaluate(candidate, labels, select, honest, target_recall)
+        candidate.threshold = 0.5  # calibrated and thresholded when trained; nothing is tuned on these frames
+        candidate.metrics = binary_metrics(labels[honest], candidate.p_report, 0.5)
+        found.append(candidate)
     return found
 
 

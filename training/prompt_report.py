@@ -38,7 +38,7 @@ def _plots(candidates: list[Candidate], labels_report: np.ndarray) -> dict[str, 
 
     images = {}
     for model in dict.fromkeys(c.model for c in candidates):
-        shown = [c for c in candidates if c.model == model and c.kind != "prompt"]
+        shown = [c for c in candidates if c.model == model and c.kind in ("set", "ensemble")]
         fig, axis = plt.subplots(figsize=(5, 4))
         for candidate in shown:
             fpr, tpr, _ = roc_curve(labels_report, candidate.p_report)
@@ -93,7 +93,10 @@ def write_report(
     task_ids: list,
     recommended: Candidate | None,
     extra: dict,
+    final_dir: Path | None = None,
 ) -> tuple[Path, Path]:
+    """`final_dir`: where the report lives once its version is written (out_dir may be a staging folder)."""
+    final_dir = final_dir or out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     ranked = sorted(candidates, key=lambda c: -(c.metrics.get("roc_auc") or 0))
     document = {
@@ -115,7 +118,7 @@ def write_report(
     recommendation = (
         f"<p><b>Recommended:</b> {html.escape(recommended.name)} on {html.escape(recommended.model)} "
         f"(report ROC-AUC {recommended.metrics['roc_auc']:.3f}, threshold {recommended.threshold:.3f}); "
-        f"serve it with <code>lensguard prompts use {out_dir / 'recommended-prompts.json'} --project {project}"
+        f"serve it with <code>lensguard prompts use {final_dir / 'recommended-prompts.json'} --project {project}"
         "</code>.</p>"
         if recommended
         else ""

@@ -162,6 +162,9 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
         promote, why = decide(new_score, active.name if "active" in predicted else None, compared)
         random_init = bool(getattr(model, "random_init", False))
         name = version_name(kind, model.digest()) + ("-randominit" if random_init else "")
+        if registry.version_path(project_id, kind, name).exists():  # the same model, trained twice at once
+            progress.log(f"{name} exists already (identical model from a concurrent run): nothing to write")
+            return {"status": "kept", "version": name, "detail": "identical to an existing version"}
         document = {
             "evaluation": metrics,
             "dataset": data.summary,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import redis
 from lensguard.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
 from tests.services import redis_url
+from training.queue import TRAIN_FUNCTION, JobQueue
 from training.synthetic import make_frames
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
@@ -196,3 +198,31 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_alone(ls_client,
     job = wait_job_end(backend, job_id, timeout=240)  # RQ notices the missing heartbeat after about a minute
     assert job["status"] == "failed"
     assert httpx.post(f"{backend.url}/setup", json=setup, auth=auth).json()["model_version"] == served
+
+
+def test_two_workers_training_one_project_at_once_promote_consistently(ls_client, stack, tmp_path):
+    """Jobs of one project and kind run at the same time on two workers: compare-and-promote happens under a
+    lock that re-reads the active version, so a later job compares against whatever an earlier one promoted."""
+    backend, root, _ = stack
+    project_id, tasks = project_with_frames(ls_client, backend, tmp_path, "two workers", 24, seed=33)
+    for task in tasks[:20]:  # (these webhooks queue a job of their own too)
+        ls_client.annotate(task["id"], choice("dirty" if is_dirty(task) else "clean"))
+    second = start_worker(backend.env, root / "worker-second.log")
+    try:
+        queue = JobQueue(REDIS_URL, retries=0)
+        for i in range(2):
+            queue.enqueue(TRAIN_FUNCTION, (project_id, "probe", f"race {i}"), project_id, "probe", "race")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            jobs = jobs_for(backend, project_id)
+            if len(jobs) >= 3 and all(j["status"] in ("finished", "failed") for j in jobs):
+                break
+            time.sleep(1)
+    finally:
+        stop(second)
+    assert len(jobs) >= 3 and all(j["status"] == "finished" for j in jobs), jobs
+    results = [j["result"] for j in jobs]
+    active = json.loads((backend.data_dir / "models" / f"project-{project_id}" / "probe" / "active.json").read_text())
+    assert active["version"] in {r["version"] for r in results if r["status"] == "promoted"}
+    compared_with = [r.get("promotion", {}).get("active_version") for r in results if "promotion" in r]
+    assert compared_with.count(None) == 1, "exactly one job found no active version; the others compared with it"

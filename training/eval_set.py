@@ -40,7 +40,7 @@ def _hash_order(group: str) -> str:
     return hashlib.sha256(group.encode()).hexdigest()
 
 
-def _first_freeze(groups: np.ndarray, labels: np.ndarray, fraction: float, min_groups: int) -> set[str]:
+def freeze_groups(groups: np.ndarray, labels: np.ndarray, fraction: float, min_groups: int) -> set[str]:
     """The first evaluation groups: a stable hash picks about `fraction` of the groups, with at least one group
     of each class, and at least two groups of each class left for training."""
     by_class = {c: sorted(set(groups[labels == c]), key=_hash_order) for c in (0, 1)}
@@ -80,7 +80,7 @@ def update_eval_set(
     if stored is None:
         if not human.any():
             raise EvalSetError("no human labels yet")
-        chosen = _first_freeze(groups_arr[human], labels[human], fraction, min_groups)
+        chosen = freeze_groups(groups_arr[human], labels[human], fraction, min_groups)
         eval_tasks: set[int] = set()
         train_tasks: set[int] = set()
         version, history = 0, []

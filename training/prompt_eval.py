@@ -29,6 +29,7 @@ class Candidate:
     threshold: float = 0.5
     metrics: dict = field(default_factory=dict)
     selection_metrics: dict = field(default_factory=dict)
+    report_tasks: list | None = None  # the report frames it was scored on, when not all of them
 
     def as_prompt_set(self, base: PromptSet) -> PromptSet:
         return PromptSet(
@@ -49,6 +50,7 @@ class Candidate:
             "threshold": self.threshold,
             "metrics": self.metrics,
             "selection_metrics": self.selection_metrics,
+            **({"report_tasks": self.report_tasks} if self.report_tasks is not None else {}),
         }
 
 

@@ -203,6 +203,7 @@ def _classifier_rows(
         candidate = evaluate(candidate, labels, select, honest, target_recall)
         candidate.threshold = 0.5  # calibrated and thresholded when trained; nothing is tuned on these frames
         candidate.metrics = binary_metrics(labels[honest], candidate.p_report, 0.5)
+        candidate.report_tasks = [task_ids[i] for i in honest]
         found.append(candidate)
     return found
 

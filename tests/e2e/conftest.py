@@ -20,6 +20,7 @@ from lensguard.launcher import (
     stop,
     wait_healthy,
 )
+from tests.services import redis_url
 
 LABEL_STUDIO_START_TIMEOUT = 300
 
@@ -85,6 +86,7 @@ def launch_backend(label_studio: LabelStudioLogin, pat: str, root: Path, **setti
         "LENSGUARD_DATA_DIR": str(root / "data"),
         "LENSGUARD_BASIC_AUTH_USER": auth[0],
         "LENSGUARD_BASIC_AUTH_PASS": auth[1],
+        "LENSGUARD_REDIS_URL": redis_url(0),
         **{f"LENSGUARD_{key.upper()}": value for key, value in settings.items()},
     }
     log = root / "backend.log"

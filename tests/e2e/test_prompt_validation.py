@@ -92,10 +92,19 @@ def test_prompt_eval_reports_figures_that_match_a_direct_computation(
     set_row = next(row for row in report["rows"] if row["name"] == "e2e-v3 (set)")
     direct = scorer.class_probabilities(embeddings, [PROMPTS["classes"]["clean"], PROMPTS["classes"]["dirty"]])[:, 1]
     np.testing.assert_allclose(set_row["p_dirty_report"], direct, atol=1e-4)
+    evaluation = set(
+        json.loads((Path(env["LENSGUARD_DATA_DIR"]) / "models" / f"project-{project}" / "eval-set.json").read_text())[
+            "tasks"
+        ]
+    )
     for row in report["rows"]:
         p = np.array(row["p_dirty_report"])
-        assert row["metrics"]["roc_auc"] == (roc_auc_score(labels, p) if len(set(labels)) == 2 else None)
-        assert row["metrics"]["accuracy"] == accuracy_score(labels, p >= row["threshold"])
+        shown = labels
+        if row["kind"] == "classifier":  # classifiers: only report frames of the frozen evaluation set
+            assert set(row["report_tasks"]) <= evaluation and set(row["report_tasks"]) <= set(task_ids)
+            shown = np.array([labels[task_ids.index(t)] for t in row["report_tasks"]])
+        assert row["metrics"]["roc_auc"] == (roc_auc_score(shown, p) if len(set(shown)) == 2 else None)
+        assert row["metrics"]["accuracy"] == accuracy_score(shown, p >= row["threshold"])
 
     used = run_cli("prompts", "use", summary["recommended_prompts"], "--project", str(project), env=backend.env)
     assert used.returncode == 0, used.stderr[-2000:]

@@ -49,6 +49,22 @@ def model_config(spec: str, settings: Settings) -> ZeroShotConfig:
     return replace(base, model_name=name, pretrained=None if pretrained == "none" else pretrained)
 
 
+def selection_and_report(labels: np.ndarray, groups: list[str], frozen: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Two grouped halves; the project's frozen evaluation frames all go to the report half, where the active
+    classifiers (which never trained on them) can be scored next to the prompts."""
+    frozen_at = np.flatnonzero(frozen)
+    if not len(frozen_at):
+        return grouped_split(labels, groups, val_fraction=0.5, seed=0)
+    rest = np.flatnonzero(~np.asarray(frozen, dtype=bool))
+    try:
+        select, report = grouped_split(labels[rest], [groups[i] for i in rest], val_fraction=0.5, seed=0)
+    except SplitError:
+        if len(set(labels[rest])) < 2:
+            raise
+        return rest, frozen_at
+    return rest[select], np.concatenate([rest[report], frozen_at])
+
+
 def _align(data: TrainingSet, task_ids: list) -> np.ndarray:
     position = {e.task["id"]: i for i, e in enumerate(data.examples)}
     return np.array([position[t] for t in task_ids])
@@ -91,8 +107,9 @@ def run_prompt_eval(
     labels, groups = first.labels[rows], [first.groups[i] for i in rows]
     if len(set(labels.tolist())) < 2:
         return {"status": "need_both_classes", "labelled": len(labels)}
+    evaluation = set((registry.read_project_file(project_id, EVAL_SET_FILE) or {}).get("tasks", []))
     try:
-        select, report = grouped_split(labels, groups, val_fraction=0.5, seed=0)
+        select, report = selection_and_report(labels, groups, [t in evaluation for t in task_ids])
     except SplitError as exc:
         return {"status": "need_more_data", "detail": str(exc), "labelled": len(labels)}
 
@@ -113,7 +130,6 @@ def run_prompt_eval(
             candidates.append(evaluate(candidate, labels, select, report, target_recall))
         if spec == serving_spec:
             split_parts = (labels, select, report, target_recall)
-            evaluation = set((registry.read_project_file(project_id, EVAL_SET_FILE) or {}).get("tasks", []))
             candidates += _classifier_rows(
                 active, data, task_ids, split_parts, shown, scorer.encoder_identity, settings, evaluation, progress
             )

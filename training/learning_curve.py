@@ -1,5 +1,5 @@
 """The active-learning loop's record: after each retraining, labels added, which strategy picked them, and
-validation ROC-AUC over label count, as JSON and a PNG in the registry."""
+ROC-AUC on the frozen evaluation set over label count (one point per promotion attempt), as JSON and a PNG in the registry."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def _plot(path: Path, history: list[dict]) -> None:
             axis.annotate(
                 "promoted", (h["labels"], h["roc_auc"]), fontsize=7, xytext=(3, -10), textcoords="offset points"
             )
-    axis.set(xlabel="labelled frames", ylabel="validation ROC-AUC", title="active-learning loop")
+    axis.set(xlabel="labelled frames", ylabel="ROC-AUC, frozen evaluation set", title="active-learning loop")
     axis.grid(alpha=0.3)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")

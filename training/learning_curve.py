@@ -1,5 +1,6 @@
 """The active-learning loop's record: after each retraining, labels added, which strategy picked them, and
-ROC-AUC on the frozen evaluation set over label count (one point per promotion attempt), as JSON and a PNG in the registry."""
+ROC-AUC on the frozen evaluation set over label count (one point per promotion attempt), as JSON and a PNG in
+the registry."""
 
 from __future__ import annotations
 

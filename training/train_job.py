@@ -17,6 +17,7 @@ from training.export import export_project
 from training.grouping import SplitError, grouped_split
 from training.progress import JobProgress
 from training.queue import release_pending
+from training.rescore import enqueue_rescore
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
     trainer.recorded(version, data, new_score, promote, progress)
     if promote:
         registry.promote(version, f"{metric} {new_score} > active {active_score}" if active else "first version")
+        enqueue_rescore(project_id, f"promoted {name}", settings)
         progress.log(f"promoted {name}: {metric} {new_score} (active was {active_score})")
     else:
         progress.log(f"kept {name} unpromoted: {metric} {new_score} <= active {active_score}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from contextlib import asynccontextmanager
 
 import redis
@@ -28,7 +27,7 @@ from backend.webhooks import handle_webhook
 from labelstudio.label_config import LabelConfigError, parse_soiling_config
 from serving.components import Serving, build_serving
 from settings import Settings, get_settings
-from training.claims import PREDICT_CLAIM_SECONDS, claim
+from training.claims import PREDICT_CLAIM_SECONDS, PREDICT_OWNER, claim
 from training.queue import JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,8 @@ def _claimed_elsewhere(request: Request, project: str | None, version: str, task
     state = request.app.state
     if not project or not ids or time.monotonic() < getattr(state, "claims_down_until", 0.0):
         return set()
-    owner = f"predict-{uuid.uuid4().hex}"
     try:
-        mine = claim(_queue(request).connection, project, version, ids, owner, PREDICT_CLAIM_SECONDS)
+        mine = claim(_queue(request).connection, project, version, ids, PREDICT_OWNER, PREDICT_CLAIM_SECONDS)
     except redis.RedisError as exc:  # Redis down: /predict keeps working, without the duplicate guard
         log.warning("prediction claims unavailable for a minute: %s", exc)
         state.claims_down_until = time.monotonic() + 60

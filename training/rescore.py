@@ -16,7 +16,7 @@ from rq import get_current_job
 from labelstudio.tasks import is_unlabelled
 from serving.components import label_studio_client
 from settings import Settings, get_settings
-from training.preannotate import start_chunks, tasks_to_predict, worker_service
+from training.preannotate import start_chunks, worker_service
 from training.progress import JobProgress
 from training.queue import RESCORE_FUNCTION, JobQueue, QueueUnavailable
 from training.runs import RESCORE_SEQUENCE_KEY, newest_rescore
@@ -36,6 +36,15 @@ def enqueue_rescore(project_id: int, reason: str, settings: Settings | None = No
         return None
 
 
+def needs_rescoring(task: dict, version: str) -> bool:
+    """Unlabelled tasks without a prediction of `version`; labelled ones without any clustered prediction (Label
+    Studio reads the clusters an annotator solved from their predictions)."""
+    predictions = task.get("predictions") or []
+    if is_unlabelled(task):
+        return all(p.get("model_version") != version for p in predictions)
+    return all(p.get("cluster") is None for p in predictions)
+
+
 def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> dict:
     """What a worker runs: list the unlabelled tasks lacking the served version, and start their chunks."""
     job = get_current_job()
@@ -44,7 +53,7 @@ def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> d
     settings = get_settings()
     version = worker_service().model_version(str(project_id))
     tasks = label_studio_client(settings, "tasks cannot be re-scored").tasks(project_id)
-    todo = [t["id"] for t in tasks_to_predict([t for t in tasks if is_unlabelled(t)], version, "all")]
+    todo = [t["id"] for t in tasks if needs_rescoring(t, version)]
     JobProgress().log(f"re-scoring {len(todo)} of {len(tasks)} tasks with {version} ({reason})")
     run_id = f"run-{project_id}-rescore-{sequence}"
     return start_chunks(job, run_id, project_id, version, todo, settings, rescore=sequence)

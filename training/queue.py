@@ -22,7 +22,7 @@ RUN_KEY = "lensguard:run:{run}"  # a batch pre-annotation run: a hash of counter
 PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 CHUNK_FUNCTION = "training.preannotate.chunk_job"
 RESCORE_FUNCTION = "training.rescore.plan_rescore"
-CLUSTER_FUNCTION = "training.rescore.cluster_job"
+CLUSTER_FUNCTION = "training.runs.cluster_job"
 PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION, CLUSTER_FUNCTION}
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 

@@ -135,3 +135,13 @@ def test_each_chunk_counts_once_and_the_last_one_starts_the_cluster_jobs(connect
     [job_id] = Queue(PREANNOTATE_QUEUE, connection=connection).job_ids[-1:]
     assert job_id == "run-6-1-cluster-0"
     assert Job.fetch(job_id, connection=connection).args[2] == [3, 2, 1], "the most uncertain first"
+
+
+def test_every_queued_function_path_names_a_function():
+    from rq.utils import import_attribute
+
+    from training import queue
+
+    for name in dir(queue):
+        if name.endswith("_FUNCTION"):
+            assert callable(import_attribute(getattr(queue, name))), name

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -25,6 +27,7 @@ from backend.webhooks import handle_webhook
 from labelstudio.label_config import LabelConfigError, parse_soiling_config
 from serving.components import Serving, build_serving
 from settings import Settings, get_settings
+from training.claims import PREDICT_CLAIM_SECONDS, PREDICT_OWNER, claim
 from training.queue import JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,21 @@ def _queue(request: Request) -> JobQueue:
         settings = state.serving.settings
         state.job_queue = JobQueue(settings.redis_url, settings.job_timeout_seconds, settings.train_retries)
     return state.job_queue
+
+
+def _claimed_elsewhere(request: Request, project: str | None, version: str, tasks: list[dict]) -> set[int]:
+    """Tasks whose `version` prediction another writer claimed (training.claims); without Redis, none."""
+    ids = [t["id"] for t in tasks if t.get("id") is not None]
+    state = request.app.state
+    if not project or not ids or time.monotonic() < getattr(state, "claims_down_until", 0.0):
+        return set()
+    try:
+        mine = claim(_queue(request).connection, project, version, ids, PREDICT_OWNER, PREDICT_CLAIM_SECONDS)
+    except redis.RedisError as exc:  # Redis down: /predict keeps working, without the duplicate guard
+        log.warning("prediction claims unavailable for a minute: %s", exc)
+        state.claims_down_until = time.monotonic() + 60
+        return set()
+    return set(ids) - mine
 
 
 def create_app(settings: Settings | None = None, serving: Serving | None = None) -> FastAPI:
@@ -107,13 +125,16 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
         label_config = body.label_config or request.app.state.label_configs.get(project or "")
         if not label_config:
             raise HTTPException(status_code=422, detail="no label_config in the request and none from /setup")
+        tasks = [t.model_dump() for t in body.tasks]
+        version = service.model_version(project)
+        taken = _claimed_elsewhere(request, project, version, tasks)
         try:
-            results = service.predict([t.model_dump() for t in body.tasks], label_config, project)
+            predicted = iter(service.predict([t for t in tasks if t.get("id") not in taken], label_config, project))
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return PredictResponse(
-            results=results, model_version=results[0]["model_version"] if results else service.model_version(project)
-        )
+        # an empty list: Label Studio stores nothing for a task that a batch writer is predicting already
+        results = [[] if task.get("id") in taken else next(predicted) for task in tasks]
+        return PredictResponse(results=results, model_version=version)
 
     @app.post("/webhook", dependencies=protected)
     def webhook(event: WebhookEvent, request: Request) -> dict:

@@ -43,7 +43,7 @@ class PredictionOut(_Open):
 
 
 class PredictResponse(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[dict[str, Any] | list[dict[str, Any]]]  # a list per task: several predictions, or none
     model_version: str
 
 

@@ -34,8 +34,9 @@ def handle_webhook(event: WebhookEvent, queue: JobQueue, settings: Settings) -> 
             project, "missing", reason=action, delay_seconds=settings.train_debounce_seconds
         )
         return {"status": "queued", "action": action, "jobs": [job], "created": [created]}
-    if action in TRAINING_ACTIONS:
-        jobs = [queue.enqueue_training(project, kind, reason=action) for kind in settings.auto_train_kinds]
+    if action in TRAINING_ACTIONS:  # also sent per annotation by the project's "train on submission" switch
+        delay = settings.train_debounce_seconds
+        jobs = [queue.enqueue_training(project, kind, action, delay) for kind in settings.auto_train_kinds]
         queue.reset_new_annotations(project)
         return {"status": "queued", "action": action, "job": jobs[0][0] if jobs else None, "jobs": [j for j, _ in jobs]}
     new, due = queue.add_annotations(project, changed_annotations(event), settings.train_min_new_annotations)

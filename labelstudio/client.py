@@ -170,5 +170,9 @@ class LabelStudioClient:
             message = f"importing {len(predictions)} predictions into project {project_id}: {exc}"
             raise LabelStudioError(message) from exc
 
+    def set_prediction_cluster(self, prediction_id: int, cluster: int) -> None:
+        """Label Studio's bulk import drops `cluster`; this per-prediction update is the one way to store it."""
+        self.request("PATCH", f"/api/predictions/{prediction_id}/", json={"cluster": cluster})
+
     def predictions(self, project_id: int) -> list[dict]:
         return self.request("GET", "/api/predictions", params={"project": project_id}).json()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from labelstudio.label_config import SoilingTags
 
+GROUP_KEYS = ("group", "sequence", "sequence_id", "video", "video_id", "clip", "camera", "camera_id")
+
 
 class TaskError(Exception):
     """A problem with one task's data; the rest of the batch is still predicted."""
@@ -22,6 +24,11 @@ def _newest_first(task: dict) -> list[dict]:
     return sorted(annotations, key=lambda a: (a.get("updated_at") or "", a.get("id", 0)), reverse=True)
 
 
+def is_unlabelled(task: dict) -> bool:
+    """No annotation other than skipped ones (a task as listed with its annotations)."""
+    return not _newest_first(task)
+
+
 def latest_result(task: dict) -> list[dict]:
     """The regions of the task's latest non-cancelled annotation."""
     annotations = _newest_first(task)
@@ -38,4 +45,14 @@ def human_label(task: dict, tags: SoilingTags) -> int | None:
                     return 1
                 if tags.clean_label in choices:
                     return 0
+    return None
+
+
+def metadata_group(task: dict) -> str | None:
+    """A group named by the task itself: a sequence/video/camera field in its data or meta."""
+    for source in (task.get("data") or {}, task.get("meta") or {}):
+        for key in GROUP_KEYS:
+            value = source.get(key)
+            if value not in (None, ""):
+                return f"{key}:{value}"
     return None

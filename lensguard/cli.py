@@ -40,7 +40,7 @@ def _worker(args: argparse.Namespace) -> None:
     from lensguard.worker import HeartbeatWorker
     from models.registry import ModelRegistry
     from settings import get_settings
-    from training.queue import QUEUE_NAME, connect
+    from training.queue import QUEUE_NAMES, connect
 
     settings = get_settings()
     removed = ModelRegistry(settings.registry_path).clean_staging()
@@ -49,7 +49,13 @@ def _worker(args: argparse.Namespace) -> None:
     connection = connect(settings.redis_url)
     # By default jobs run in the worker process, so models load once per worker rather than once per job.
     worker_class = Worker if args.fork else HeartbeatWorker
-    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
+    names = [name.strip() for name in args.queues.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUEUE_NAMES))
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none given)"
+        raise SystemExit(f"--queues: unknown queue(s) {given}; known: {', '.join(QUEUE_NAMES)}")
+    queues = [Queue(name, connection=connection) for name in names]  # in order of priority
+    worker = worker_class(queues, connection=connection, name=args.name)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 
@@ -237,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--name")
     worker.add_argument("--fork", action="store_true", help="run each job in a forked work horse (reloads models)")
+    worker.add_argument(
+        "--queues",
+        default="preannotate,train",
+        help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training)",
+    )
     worker.set_defaults(func=_worker)
 
     train = commands.add_parser("train", help="train a classifier for a Label Studio project")

@@ -114,8 +114,10 @@ def start_backend(port: int, env: dict[str, str], log_path: Path, host: str = "1
     )
 
 
-def start_worker(env: dict[str, str], log_path: Path, name: str | None = None) -> subprocess.Popen:
-    """A `lensguard worker` process in its own session."""
+def start_worker(
+    env: dict[str, str], log_path: Path, name: str | None = None, queues: str | None = None
+) -> subprocess.Popen:
+    """A `lensguard worker` process in its own session; `queues` like "preannotate" (default: all, uploads first)."""
     command = [
         sys.executable,
         "-m",
@@ -123,6 +125,7 @@ def start_worker(env: dict[str, str], log_path: Path, name: str | None = None) -
         "worker",
         "--name",
         name or f"worker-{os.getpid()}-{time.time_ns()}",
+        *(["--queues", queues] if queues else []),
     ]
     return subprocess.Popen(
         command,

@@ -23,6 +23,8 @@ from lensguard.launcher import (
     stop,
     wait_healthy,
 )
+from settings import Settings
+from training.queue import JobQueue
 from training.synthetic import make_frames
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,9 @@ def run(options: QuickstartOptions) -> None:
         processes.append(start_backend(options.backend_port, env, backend_log, host="0.0.0.0"))
         wait_healthy(backend_url, 600, processes[-1], backend_log)
         health = httpx.get(f"{backend_url}/health").json()
+        # Two workers for two cores: one only pre-annotates (uploads, re-scoring after a promotion), so frames
+        # never wait behind a training job; the other takes pre-annotation first, then training.
+        processes.append(start_worker(worker_env(env, health), state / "worker-preannotate.log", queues="preannotate"))
         processes.append(start_worker(worker_env(env, health), state / "worker.log"))
         for warning in health.get("warnings", []):
             print(f"WARNING: {warning}", flush=True)
@@ -115,8 +120,9 @@ def run(options: QuickstartOptions) -> None:
             frames = sample_frames(options)
             print(f"Importing {len(frames)} frames from {frames[0].parent}...", flush=True)
             client.upload_images(project["id"], frames)
-        print("Pre-annotating frames...", flush=True)
-        client.retrieve_predictions(project["id"])
+        print("Pre-annotating frames (a run on the queue; `lensguard jobs` shows it)...", flush=True)
+        # One run, not Label Studio's retrieve action as well: the import webhook's run joins this one.
+        JobQueue(Settings().redis_url).enqueue_preannotation(project["id"], "missing", reason="up")
         # Uncertainty sampling serves the lowest `score` (most uncertain) frames first, among predictions of
         # the project's model_version.
         client.update_project(project["id"], model_version=health["model_version"], sampling="Uncertainty sampling")
@@ -127,7 +133,7 @@ def run(options: QuickstartOptions) -> None:
             f"  Password:     stored in {state / 'label-studio-password'}\n"
             f"  ML backend:   {backend_url} ({health['model_version']})\n"
             f"  Training:     a worker retrains on new annotations; `lensguard jobs` lists the jobs\n"
-            f"  Logs:         {state}/{{label-studio,backend,worker}}.log\n"
+            f"  Logs:         {state}/{{label-studio,backend,worker,worker-preannotate}}.log\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

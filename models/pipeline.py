@@ -32,6 +32,7 @@ class Prepared:
     hashes: list[str]
     cached: dict[str, np.ndarray]
     decoded: dict[str, np.ndarray | Exception]  # frames the cache lacked, ready for the encoder
+    embedded: list[np.ndarray | Exception] | None = None  # set by `finish`: one embedding (or error) per image
 
 
 class SoilingPipeline:
@@ -71,7 +72,8 @@ class SoilingPipeline:
         self.stats.cache_hits += len(prepared.hashes) - len(prepared.decoded)
         self.stats.encoded += len(ready)
         self.stats.failed += len(prepared.decoded) - len(ready)
-        return [embeddings[h] if h in embeddings else prepared.decoded[h] for h in prepared.hashes]
+        prepared.embedded = [embeddings[h] if h in embeddings else prepared.decoded[h] for h in prepared.hashes]
+        return prepared.embedded
 
     def embed(self, images: Sequence[bytes]) -> list[np.ndarray | Exception]:
         return self.finish(self.prepare(images))

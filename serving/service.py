@@ -15,8 +15,9 @@ import numpy as np
 from labelstudio.images import ImageFetcher
 from labelstudio.label_config import SoilingTags, parse_soiling_config
 from labelstudio.regions import add_dirt_mask, prediction_for
-from labelstudio.tasks import TaskError, image_url
+from labelstudio.tasks import TaskError, image_url, metadata_group
 from models.active_models import ActiveModels
+from models.clusters import embedding_clusters, group_cluster
 from models.frames import image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
 from models.segmenter.tiles import frame_coverage
@@ -96,6 +97,22 @@ class PredictionService:
             masks[i] = (resize_mask(small, image_size(image_of[i])), frame_coverage(small))
         return masks
 
+    @staticmethod
+    def _clusters(batch: PreparedTasks) -> dict[int, int]:
+        """Per task index: its named group's cluster, else its embedding's (see models.clusters)."""
+        embedded = batch.prepared.embedded or []
+        have = [(i, e) for i, e in zip(batch.readable, embedded, strict=False) if not isinstance(e, Exception)]
+        found = (
+            dict(zip((i for i, _ in have), embedding_clusters(np.stack([e for _, e in have])).tolist(), strict=True))
+            if have
+            else {}
+        )
+        for index, task in enumerate(batch.tasks):
+            group = metadata_group(task)
+            if group is not None:
+                found[index] = group_cluster(group)
+        return found
+
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
         """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
         return self.finish(self.prepare(tasks, label_config, project))
@@ -131,6 +148,7 @@ class PredictionService:
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
         masks = self._dirt_masks(batch) if tags.brush else {}
+        clusters = self._clusters(batch)
         predictions = []
         for index, (task, outcome) in enumerate(zip(batch.tasks, outcomes, strict=True)):
             if isinstance(outcome, Exception):
@@ -143,6 +161,8 @@ class PredictionService:
                 add_dirt_mask(prediction, tags, *masks[index])
             if task.get("id") is not None:
                 prediction["task"] = task["id"]
+            if index in clusters:
+                prediction["cluster"] = clusters[index]
             predictions.append(prediction)
             self.counters["tasks_predicted"] += 1
         self.counters["predict_requests"] += 1

@@ -9,21 +9,11 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
-GROUP_KEYS = ("group", "sequence", "sequence_id", "video", "video_id", "clip", "camera", "camera_id")
+from labelstudio.tasks import metadata_group
 
 
 class SplitError(ValueError):
     pass
-
-
-def metadata_group(task: dict) -> str | None:
-    """A group named by the task itself: a sequence/video/camera field in its data or meta."""
-    for source in (task.get("data") or {}, task.get("meta") or {}):
-        for key in GROUP_KEYS:
-            value = source.get(key)
-            if value not in (None, ""):
-                return f"{key}:{value}"
-    return None
 
 
 def dhash(image_bytes: bytes, size: int = 8) -> int:

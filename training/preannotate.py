@@ -2,7 +2,8 @@
 of workers, any machines sharing Redis and the model directory) predict and write back in bulk.
 
 Resumable and idempotent: a task is skipped when Label Studio already holds a prediction of the version being
-served, checked again by each chunk right before it writes, so a retried or duplicated chunk adds nothing.
+served, checked again by each chunk right before it writes, and a chunk writes only the tasks it claimed
+(training.claims), so a retried or duplicated chunk, or a run beside it, adds nothing twice.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from rq import get_current_job
+from rq.job import Job
 
 from labelstudio.client import LabelStudioClient
 from serving.components import build_serving, label_studio_client
 from serving.service import PredictionService
 from settings import Settings, get_settings
+from training.claims import claim
 from training.progress import JobProgress
-from training.queue import RUN_KEY, release_pending, start_run
+from training.queue import release_pending, start_run
+from training.runs import Run
 
 log = logging.getLogger(__name__)
 MODES = ("missing", "all")  # tasks without any prediction / tasks without one of the served version
@@ -55,43 +59,57 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
     if job is not None:
         release_pending(job.connection, project_id, "preannotate", job.id)
     settings = get_settings()
-    progress = JobProgress()
-    client = _client(settings)
     version = worker_service().model_version(str(project_id))
-    tasks = client.tasks(project_id)
+    tasks = _client(settings).tasks(project_id)
     todo = [t["id"] for t in tasks_to_predict(tasks, version, mode)]
-    progress.log(f"{len(todo)} of {len(tasks)} tasks to pre-annotate with {version} ({mode}, {reason})")
-    run_id = f"run-{project_id}-{int(time.time() * 1000)}"
+    JobProgress().log(f"{len(todo)} of {len(tasks)} tasks to pre-annotate with {version} ({mode}, {reason})")
+    return start_chunks(job, f"run-{project_id}-{int(time.time() * 1000)}", project_id, version, todo, settings)
+
+
+def start_chunks(
+    job: Job | None, run_id: str, project_id: int, version: str, todo: list[int], settings: Settings, **fields
+) -> dict:
+    """Split `todo` into chunk jobs of a new run (a run with nothing to do finishes at once)."""
     size = settings.preannotate_chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if job is not None:
-        start_run(job.connection, run_id, project_id, version, chunks, job.id, settings.job_timeout_seconds)
+        connection = job.connection
+        start_run(connection, run_id, project_id, version, chunks, job.id, settings.job_timeout_seconds, **fields)
+        if not chunks:
+            Run.load(connection, run_id).finish()
     return {"status": "planned", "run": run_id, "total": len(todo), "chunks": len(chunks), "version": version}
 
 
 def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
     job = get_current_job()
-    written, failed = predict_and_write(project_id, task_ids, get_settings())
-    if job is not None:  # counted once, when the chunk completes; a crashed attempt counts nothing
-        key = RUN_KEY.format(run=run_id)
-        job.connection.hincrby(key, "done", len(task_ids))
-        job.connection.hincrby(key, "failed", failed)
-        job.connection.hset(key, "updated", time.time())
-    return {"written": written, "failed": failed, "already_done": len(task_ids) - written - failed}
+    run = Run.load(job.connection, run_id)
+    if run.superseded():
+        return {"status": "superseded"}
+    outcome = predict_and_write(project_id, task_ids, get_settings(), run, owner=job.id)
+    if outcome["status"] == "done":  # counted once, when the chunk completes; a crashed attempt counts nothing
+        run.chunk_done(job.id, {"done": len(task_ids), "failed": outcome["failed"], "encoded": outcome["encoded"]})
+    return outcome
 
 
-def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) -> tuple[int, int]:
-    """Predict tasks that still lack the served version; fetching and decoding batch k+1 overlaps batch k."""
+def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, run: Run, owner: str) -> dict:
+    """Predict the tasks that still lack the run's version and that this chunk claims; fetching and decoding
+    batch k+1 overlaps batch k. A re-scoring run superseded meanwhile stops before its next write."""
     service = worker_service()
     client = _client(settings)
     project = str(project_id)
     version = service.model_version(project)
+    if run.rescore is not None and version != run.version:  # a newer promotion serves already
+        run.superseded()
+        return {"status": "superseded", "served": version}
     label_config = client.project(project_id)["label_config"]
     tasks = client.tasks(project_id, ids=task_ids)
     todo = tasks_to_predict(tasks, version, "all")
+    mine = claim(run.connection, project_id, version, [t["id"] for t in todo], owner, settings.job_timeout_seconds)
+    todo = [task for task in todo if task["id"] in mine]
     batch = service.pipeline.scorer.batch_size
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = failed = 0
+    encoded_before = service.pipeline.stats.encoded
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
         upcoming = prefetch.submit(service.prepare, batches[0], label_config, project) if batches else None
         for index in range(len(batches)):
@@ -99,12 +117,19 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) 
             if index + 1 < len(batches):
                 upcoming = prefetch.submit(service.prepare, batches[index + 1], label_config, project)
             results = service.finish(prepared)
-            good = [
-                {"task": r["task"], "result": r["result"], "score": r["score"], "model_version": r["model_version"]}
-                for r in results
-                if "result" in r
-            ]
-            client.import_predictions(project_id, good)
+            if run.superseded():
+                return {"status": "superseded", "written": written}
+            good = [r for r in results if "result" in r]
+            client.import_predictions(
+                project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in good]
+            )
+            run.record(good)
             written += len(good)
             failed += len(results) - len(good)
-    return written, failed + (len(task_ids) - len(tasks))  # tasks deleted meanwhile count as failed
+    return {
+        "status": "done",
+        "written": written,
+        "failed": failed + len(task_ids) - len(tasks),  # tasks deleted meanwhile count as failed
+        "already_done": len(tasks) - len(todo),  # predicted before, or claimed by another writer
+        "encoded": service.pipeline.stats.encoded - encoded_before,
+    }

@@ -26,6 +26,7 @@ from training.metrics import binary_metrics
 from training.progress import JobProgress
 from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
 from training.prompt_report import write_report
+from training.rescore import enqueue_rescore
 
 EVAL_KIND = "prompt-eval"
 PROMPT_EVAL_FUNCTION = "training.prompt_job.prompt_eval_job"
@@ -236,4 +237,5 @@ def use_prompt_set(project_id: int, path: Path, settings: Settings) -> ModelVers
 
     version = registry.write_version(project_id, PROMPTS_KIND, name, write, {})
     registry.promote(version, f"chosen by hand from {path}")
+    enqueue_rescore(project_id, f"promoted {name}", settings)
     return version

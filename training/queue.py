@@ -11,7 +11,9 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-QUEUE_NAME = "lensguard"
+PREANNOTATE_QUEUE = "preannotate"  # planning, chunks, re-scoring: uploads never wait behind training
+TRAIN_QUEUE = "train"  # training, prompt evaluation
+QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE)  # a worker's default: both, in this order of priority
 TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
@@ -19,6 +21,9 @@ JOBS_INDEX_KEY = "lensguard:jobs"
 RUN_KEY = "lensguard:run:{run}"  # a batch pre-annotation run: a hash of counters its chunk jobs update
 PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 CHUNK_FUNCTION = "training.preannotate.chunk_job"
+RESCORE_FUNCTION = "training.rescore.plan_rescore"
+CLUSTER_FUNCTION = "training.runs.cluster_job"
+PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION, CLUSTER_FUNCTION}
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
@@ -63,7 +68,8 @@ class JobQueue:
     def __init__(self, url: str, timeout_seconds: int = 4 * 3600, retries: int = 2):
         self.url = url
         self.connection = connect(url)
-        self.queue = Queue(QUEUE_NAME, connection=self.connection)
+        self.queues = {name: Queue(name, connection=self.connection) for name in QUEUE_NAMES}
+        self.queue = self.queues[TRAIN_QUEUE]
         self.timeout_seconds = timeout_seconds
         self.retries = retries
 
@@ -140,10 +146,11 @@ class JobQueue:
             meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
             retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)]) if self.retries else None,
         )
+        queue = self.queues[PREANNOTATE_QUEUE if function in PREANNOTATE_FUNCTIONS else TRAIN_QUEUE]
         if delay_seconds > 0:
-            self.queue.enqueue_in(timedelta(seconds=delay_seconds), function, *args, **options)
+            queue.enqueue_in(timedelta(seconds=delay_seconds), function, *args, **options)
         else:
-            self.queue.enqueue(function, *args, **options)
+            queue.enqueue(function, *args, **options)
         self.connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
 
     def job(self, job_id: str) -> dict | None:
@@ -170,7 +177,8 @@ class JobQueue:
 
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
-        self.queue.started_job_registry.cleanup()
+        for queue in self.queues.values():
+            queue.started_job_registry.cleanup()
 
 
 def start_run(
@@ -181,8 +189,10 @@ def start_run(
     chunks: list[list[int]],
     plan_job_id: str,
     timeout_seconds: int,
+    **fields: str | int,
 ) -> None:
-    """A batch pre-annotation run: its counters (shown as a job) and one chunk job per list of task ids."""
+    """A batch run (pre-annotation, re-scoring with `rescore`=its sequence number): its counters (shown as a
+    job) and one chunk job per list of task ids."""
     connection.hset(
         RUN_KEY.format(run=run_id),
         mapping={
@@ -194,22 +204,35 @@ def start_run(
             "chunks": len(chunks),
             "started": time.time(),
             "plan_job": plan_job_id,
+            **fields,
         },
     )
     connection.zadd(JOBS_INDEX_KEY, {run_id: time.time()})
-    queue = Queue(QUEUE_NAME, connection=connection)
+    enqueue_chunks(connection, CHUNK_FUNCTION, project, run_id, chunks, "chunk", timeout_seconds)
+
+
+def enqueue_chunks(
+    connection: redis.Redis,
+    function: str,
+    project: int,
+    run_id: str,
+    chunks: list[list[int]],
+    name: str,
+    timeout_seconds: int,
+) -> None:
+    queue = Queue(PREANNOTATE_QUEUE, connection=connection)
     for index, chunk in enumerate(chunks):
         queue.enqueue(
-            CHUNK_FUNCTION,
+            function,
             project,
             run_id,
             chunk,
-            job_id=f"{run_id}-chunk-{index}",
+            job_id=f"{run_id}-{name}-{index}",
             retry=Retry(max=3),
             job_timeout=timeout_seconds,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
-            meta={"project": str(project), "kind": "preannotate-chunk", "reason": run_id, "progress": {}, "log": []},
+            meta={"project": str(project), "kind": f"run-{name}", "reason": run_id, "progress": {}, "log": []},
         )
 
 
@@ -222,18 +245,20 @@ def run_status(connection: redis.Redis, run_id: str) -> dict | None:
     total, done, failed = int(run["total"]), int(run["done"]), int(run["failed"])
     elapsed = max(float(run.get("updated", run["started"])) - float(run["started"]), 1e-9)
     rate = done / elapsed if done else 0.0
-    finished = done >= total
+    rescore = "rescore" in run
+    ended = {key: run[key] for key in ("switched", "superseded", "to_cluster", "clustered", "encoded") if key in run}
+    finished = "superseded" in run or (done >= total and (not rescore or "switched" in run))
     return {
         "id": run_id,
         "status": "finished" if finished else "started",
         "project": run["project"],
-        "kind": "preannotate-run",
+        "kind": "rescore-run" if rescore else "preannotate-run",
         "reason": f"{run['chunks']} chunks",
         "enqueued_at": None,
         "started_at": None,
         "ended_at": None,
         "progress": {
-            "stage": f"pre-annotating with {run['version']}",
+            "stage": f"{'re-scoring' if rescore else 'pre-annotating'} with {run['version']}",
             "done": done,
             "total": total,
             "failed": failed,
@@ -241,7 +266,13 @@ def run_status(connection: redis.Redis, run_id: str) -> dict | None:
             "eta_s": round((total - done) / rate, 1) if rate else None,
         },
         "log": [],
-        "result": {"status": "done", "predicted": done - failed, "failed": failed, "version": run["version"]}
+        "result": {
+            "status": "superseded" if "superseded" in run else "done",
+            "predicted": done - failed,
+            "failed": failed,
+            "version": run["version"],
+            **ended,
+        }
         if finished
         else None,
         "error": None,

@@ -22,6 +22,7 @@ from training.locks import project_lock
 from training.progress import JobProgress
 from training.promotion import bootstrap_difference, decide
 from training.queue import release_pending
+from training.rescore import enqueue_rescore
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
             registry.promote(version, why)
     progress.log(f"{'promoted' if promote else 'kept'} {name}: {metric} {new_score} (active {active_score}); {why}")
     trainer.promoted(registry, data, split, progress)
+    if promote:  # the queue follows the model: re-score unlabelled tasks, then switch the project's model_version
+        enqueue_rescore(project_id, f"promoted {name}", settings)
     return {
         "status": "promoted" if promote else "kept",
         "version": name,

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from serving.components import build_serving
 from settings import Settings
+from tests.services import redis_url
 from training.synthetic import make_frames
 
 TOKEN = "legacy-token-1234567890"
@@ -26,6 +27,7 @@ def settings_for(server_url: str, tmp_path, **overrides) -> Settings:
         device="cpu",
         data_dir=tmp_path,
         max_image_bytes=2_000_000,
+        redis_url=redis_url(10),  # /predict's claims (training.claims) go to the tests' Redis
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

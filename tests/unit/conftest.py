@@ -16,6 +16,7 @@ class FileServer:
     files: dict[str, bytes] = field(default_factory=dict)
     required_auth: str | None = None
     seen_auth: list[str | None] = field(default_factory=list)
+    seen_paths: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -25,6 +26,7 @@ def file_server() -> Iterator[FileServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             state.seen_auth.append(self.headers.get("Authorization"))
+            state.seen_paths.append(self.path)
             if state.required_auth and self.headers.get("Authorization") != state.required_auth:
                 self.send_response(401)
                 self.end_headers()

@@ -158,9 +158,8 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             )
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return PredictResponse(
-            results=results, model_version=results[0]["model_version"] if results else service.model_version(body.project)
-        )
+        version = results[0]["model_version"] if results else service.model_version(body.project)
+        return PredictResponse(results=results, model_version=version)
 
     @app.post("/webhook", response_model=WebhookResponse, responses=error_responses(400, 401, 413, 422, 503))
     def webhook(event: WebhookEvent, request: Request) -> dict:

@@ -155,9 +155,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "a body or parameter that does not validate",
         503: "the model is not loaded or the job queue is unavailable",
     }
-    return {
-        code: {"model": MalformedBody if code == 422 else ErrorBody, "description": text[code]} for code in codes
-    }
+    return {code: {"model": MalformedBody if code == 422 else ErrorBody, "description": text[code]} for code in codes}
 
 
 def project_id(project: object) -> str | None:

@@ -157,9 +157,7 @@ class ImageFetcher:
         host = parts.hostname.lower()
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if not ("*" in self.allowed_hosts or host in self.allowed_hosts or f"{host}:{port}" in self.allowed_hosts):
-            raise ImageFetchError(
-                "image host refused: not Label Studio and not in LENSGUARD_ALLOWED_IMAGE_HOSTS"
-            )
+            raise ImageFetchError("image host refused: not Label Studio and not in LENSGUARD_ALLOWED_IMAGE_HOSTS")
         address = self._checked_address(host, port)
         literal = f"[{address}]" if address.version == 6 else str(address)
         netloc = f"{literal}:{port}"
@@ -287,7 +285,7 @@ class ImageFetcher:
                 results[index] = self.fetch(urls[index], ids[index], project, deadline)
             except ImageFetchError as exc:
                 results[index] = exc
-            except Exception as exc:  # noqa: BLE001 -- one task's surprise never fails the batch
+            except Exception as exc:  # one task's surprise never fails the batch
                 results[index] = ImageFetchError(f"image unavailable: {exc.__class__.__name__}")
 
         pending: set[Future] = set()

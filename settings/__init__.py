@@ -119,9 +119,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".lensguard")
     model_dir: Path | None = None
 
-    @field_validator(
-        "allowed_image_hosts", "allowed_image_networks", "serve_kinds", "auto_train_kinds", mode="before"
-    )
+    @field_validator("allowed_image_hosts", "allowed_image_networks", "serve_kinds", "auto_train_kinds", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

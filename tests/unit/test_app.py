@@ -163,7 +163,7 @@ def test_bad_images_get_error_entries_and_the_rest_are_predicted(client, file_se
     assert "limit" in errors[4]
     assert "LENSGUARD_ALLOWED_IMAGE_HOSTS" in errors[5]
     assert "no 'image' field" in errors[6]
-    assert errors[7] == "image unavailable: its host did not serve it"  # resolved through Label Studio's /tasks/7/resolve/
+    assert errors[7] == "image unavailable: its host did not serve it"  # asked of Label Studio's resolve endpoint
     assert any(path.startswith("/tasks/7/resolve/?fileuri=") for path in file_server.seen_paths)
     metrics = client.get("/metrics").json()
     assert metrics["tasks_failed"] == 6 and metrics["tasks_predicted"] == 2

@@ -27,6 +27,7 @@ def _up(args: argparse.Namespace) -> None:
             state_dir=args.state_dir,
             label_studio_port=args.label_studio_port,
             backend_port=args.port,
+            backend_host=args.host,
             project_title=args.project,
             frames_dir=args.frames,
             allow_random_weights=not args.strict_weights,
@@ -35,12 +36,12 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from rq import Queue, Worker
+    from rq import Worker
 
     from lensguard.worker import HeartbeatWorker
     from models.registry import ModelRegistry
     from settings import get_settings
-    from training.queue import QUEUE_NAME, connect
+    from training.queue import JobSerializer, connect, job_queue
 
     settings = get_settings()
     removed = ModelRegistry(settings.registry_path).clean_staging()
@@ -49,7 +50,7 @@ def _worker(args: argparse.Namespace) -> None:
     connection = connect(settings.redis_url)
     # By default jobs run in the worker process, so models load once per worker rather than once per job.
     worker_class = Worker if args.fork else HeartbeatWorker
-    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
+    worker = worker_class([job_queue(connection)], connection=connection, name=args.name, serializer=JobSerializer)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", type=Path, default=Path(".lensguard"))
     up.add_argument("--label-studio-port", type=int, default=8080)
     up.add_argument("--port", type=int, default=9090, help="backend port")
+    up.add_argument("--host", default="127.0.0.1", help="backend address (0.0.0.0: reachable from the network)")
     up.add_argument("--project", default="lensguard demo", help="Label Studio project title")
     up.add_argument("--frames", type=Path, help="folder of frames to import (default: real dev set or synthetic)")
     up.add_argument(

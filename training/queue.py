@@ -3,8 +3,10 @@ runs, and job status for the API and CLI."""
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from pathlib import Path
 
 import redis
 from rq import Queue, Retry
@@ -29,6 +31,37 @@ class QueueUnavailable(RuntimeError):
     pass
 
 
+def _plain(value: object) -> object:
+    """numpy scalars and arrays, paths, dates and sets as JSON values."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{value.__class__.__name__} is not JSON serialisable in a job payload")
+
+
+class JobSerializer:
+    """RQ serializer for job arguments, metadata and results: JSON, never pickle, so whoever can write to Redis
+    can change a job's ids and strings but cannot make a worker or the backend run code."""
+
+    @staticmethod
+    def dumps(obj: object) -> bytes:
+        return json.dumps(obj, default=_plain, separators=(",", ":")).encode()
+
+    @staticmethod
+    def loads(data: bytes) -> object:
+        return json.loads(data.decode() if isinstance(data, bytes | bytearray) else data)
+
+
+def job_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
+    """An RQ queue whose jobs are JSON (use it, or pass serializer=JobSerializer, wherever RQ is used)."""
+    return Queue(name, connection=connection, serializer=JobSerializer)
+
+
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
 
@@ -42,7 +75,7 @@ class JobQueue:
     def __init__(self, url: str, timeout_seconds: int = 4 * 3600, retries: int = 2):
         self.url = url
         self.connection = connect(url)
-        self.queue = Queue(QUEUE_NAME, connection=self.connection)
+        self.queue = job_queue(self.connection)
         self.timeout_seconds = timeout_seconds
         self.retries = retries
 
@@ -84,7 +117,7 @@ class JobQueue:
             if existing is not None:
                 job_id = existing.decode()
                 try:
-                    if Job.fetch(job_id, connection=self.connection).get_status() in WAITING:
+                    if Job.fetch(job_id, connection=self.connection, serializer=JobSerializer).get_status() in WAITING:
                         return job_id, False
                 except NoSuchJobError:
                     pass
@@ -126,7 +159,7 @@ class JobQueue:
             if job_id.startswith("run-"):
                 return run_status(self.connection, job_id)
             try:
-                return describe(Job.fetch(job_id, connection=self.connection))
+                return describe(Job.fetch(job_id, connection=self.connection, serializer=JobSerializer))
             except NoSuchJobError:
                 return None
 
@@ -136,7 +169,11 @@ class JobQueue:
         def fetch():
             self._cleanup_abandoned()
             ids = [i.decode() for i in self.connection.zrevrange(JOBS_INDEX_KEY, 0, limit - 1)]
-            jobs = {job.id: describe(job) for job in Job.fetch_many(ids, connection=self.connection) if job}
+            jobs = {
+                job.id: describe(job)
+                for job in Job.fetch_many(ids, connection=self.connection, serializer=JobSerializer)
+                if job
+            }
             runs = {i: run_status(self.connection, i) for i in ids if i.startswith("run-")}
             return [found for i in ids if (found := jobs.get(i) or runs.get(i)) is not None]
 
@@ -171,13 +208,13 @@ def start_run(
         },
     )
     connection.zadd(JOBS_INDEX_KEY, {run_id: time.time()})
-    queue = Queue(QUEUE_NAME, connection=connection)
+    queue = job_queue(connection)
     for index, chunk in enumerate(chunks):
         queue.enqueue(
             CHUNK_FUNCTION,
-            project,
+            int(project),
             run_id,
-            chunk,
+            [int(task) for task in chunk],
             job_id=f"{run_id}-chunk-{index}",
             retry=Retry(max=3),
             job_timeout=timeout_seconds,

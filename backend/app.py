@@ -32,7 +32,7 @@ from training.queue import JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
 MAX_JOBS_LISTED = 1000
-JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what RQ accepts as a job id
 
 
 class LabelConfigs(OrderedDict):

@@ -160,7 +160,7 @@ class JobQueue:
                 return run_status(self.connection, job_id)
             try:
                 return describe(Job.fetch(job_id, connection=self.connection, serializer=JobSerializer))
-            except NoSuchJobError:
+            except (NoSuchJobError, ValueError):  # ValueError: not a job id RQ accepts
                 return None
 
         return self._guard(fetch)

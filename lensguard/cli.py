@@ -210,6 +210,22 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"{args.count} frames with exact masks (0 clear, 1 transparent, 2 semi-transparent, 3 opaque): {manifest}")
 
 
+def _secrets(args: argparse.Namespace) -> None:
+    """The backend's credentials as files (mode 600) in a folder the backend reads with LENSGUARD_SECRETS_DIR."""
+    import secrets
+
+    from lensguard.launcher import read_or_create_secret
+
+    made = {
+        "lensguard_api_token": lambda: secrets.token_urlsafe(32),
+        "lensguard_basic_auth_user": lambda: "labelstudio",
+        "lensguard_basic_auth_pass": lambda: secrets.token_urlsafe(24),
+    }
+    for name, make in made.items():
+        read_or_create_secret(args.directory / name, make)
+    print(f"backend credentials in {args.directory} (delete a file and rerun to rotate it)", flush=True)
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -280,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--dirty-fraction", type=float, default=0.5)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_synth)
+
+    secret_files = commands.add_parser("secrets", help="create the backend's credentials as files (mode 600)")
+    secret_files.add_argument("directory", type=Path)
+    secret_files.set_defaults(func=_secrets)
 
     prompts = commands.add_parser("prompts", help="measure prompt sets against labelled frames, and choose one")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)

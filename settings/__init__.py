@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +33,11 @@ Pair = Annotated[tuple[int, int], NoDecode, BeforeValidator(parse_pair)]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LENSGUARD_", env_file=".env", extra="ignore")
+    # LENSGUARD_SECRETS_DIR: a folder of files named like the variables (lensguard_api_token, ...), as
+    # `lensguard secrets DIR` and docker compose make them; the environment wins over them.
+    model_config = SettingsConfigDict(
+        env_prefix="LENSGUARD_", env_file=".env", extra="ignore", secrets_dir=os.environ.get("LENSGUARD_SECRETS_DIR")
+    )
 
     # HTTP service: credentials are required on every endpoint but /health unless auth is explicitly off
     host: str = "127.0.0.1"

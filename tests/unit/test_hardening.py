@@ -318,3 +318,25 @@ def test_no_secret_in_any_answer(secured, soiling_config):
     for response in answers:
         for secret in (TOKEN, API_TOKEN, "basic-pass-123", REDIS_URL):
             assert secret not in response.text
+
+
+def test_secrets_command_makes_private_credential_files_the_settings_read(tmp_path):
+    from lensguard.cli import main
+    from settings import Settings
+
+    main(["secrets", str(tmp_path / "secrets")])
+    files = sorted((tmp_path / "secrets").iterdir())
+    assert [f.name for f in files] == ["lensguard_api_token", "lensguard_basic_auth_pass", "lensguard_basic_auth_user"]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    settings = Settings(_env_file=None, _secrets_dir=tmp_path / "secrets")
+    assert settings.api_token.get_secret_value() == (tmp_path / "secrets" / "lensguard_api_token").read_text()
+    assert settings.basic_auth_user == "labelstudio" and settings.basic_auth_pass is not None
+
+
+def test_redis_with_password_and_tls_is_a_url_away():
+    from training.queue import connect
+
+    pool = connect("rediss://:queue-pass@queue-host:6380/0?ssl_ca_certs=/etc/ssl/ca.pem").connection_pool
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert pool.connection_kwargs["password"] == "queue-pass"
+    assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"

@@ -36,11 +36,13 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what RQ accepts as a job id
 
 
 class LabelConfigs(OrderedDict):
-    """Label configs sent by /setup, per project; the least recently used are dropped past `capacity`."""
+    """Label configs sent by /setup, per project; the least recently used are dropped past `capacity` configs
+    or `max_chars` characters in all."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_chars: int = 32 * 1024 * 1024):
         super().__init__()
         self.capacity = max(capacity, 1)
+        self.max_chars = max_chars
 
     def get(self, project, default=None):
         if project in self:
@@ -51,7 +53,7 @@ class LabelConfigs(OrderedDict):
     def put(self, project: str, label_config: str) -> None:
         self[project] = label_config
         self.move_to_end(project)
-        while len(self) > self.capacity:
+        while len(self) > 1 and (len(self) > self.capacity or sum(map(len, self.values())) > self.max_chars):
             self.popitem(last=False)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 MAX_PROJECT_ID = 2**63 - 1
+MAX_LABEL_CONFIG_CHARS = 1_000_000  # real labeling configs are a few kB
 _PROJECT_TEXT = re.compile(r"[0-9]{1,19}(\.[0-9]{1,32})?")
 _PROJECT_TEXT_SCHEMA = {"type": "string", "pattern": r"^[0-9]{1,19}(\.[0-9]{1,32})?$", "examples": ["12.1717171717"]}
 _PROJECT_INT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_PROJECT_ID}
@@ -73,7 +74,7 @@ class Task(_Open):
 
 class SetupRequest(_Open):
     project: ProjectId = None
-    label_config: str | None = Field(default=None, alias="schema")
+    label_config: str | None = Field(default=None, alias="schema", max_length=MAX_LABEL_CONFIG_CHARS)
     hostname: str | None = None
     access_token: str | None = None
     model_version: str | None = None
@@ -87,7 +88,7 @@ class SetupResponse(BaseModel):
 class PredictRequest(_Open):
     tasks: list[Task]
     project: ProjectId = None
-    label_config: str | None = None
+    label_config: str | None = Field(default=None, max_length=MAX_LABEL_CONFIG_CHARS)
     params: dict[str, Any] = Field(default_factory=dict)
 
 

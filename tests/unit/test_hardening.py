@@ -170,6 +170,17 @@ def test_label_configs_from_setup_are_an_lru_of_bounded_size(file_server, tmp_pa
         assert list(client.app.state.label_configs) == ["1", "3"]  # 2 was the least recently used
 
 
+def test_label_configs_are_bounded_in_size_too(secured):
+    from backend.app import LabelConfigs
+
+    huge = {"project": "1", "schema": "<View>" + " " * 1_000_000 + "</View>"}
+    assert secured.post("/setup", json=huge, headers=AUTH).status_code == 422
+    configs = LabelConfigs(10, max_chars=100)
+    for project in "abc":
+        configs.put(project, "x" * 40)
+    assert list(configs) == ["b", "c"]
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", str(10**30), str(-(10**30)), "1001", "abc"])
 def test_jobs_limit_out_of_range_is_422_never_503(secured, limit):
     response = secured.get(f"/jobs?limit={limit}", headers=AUTH)

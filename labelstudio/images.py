@@ -93,7 +93,7 @@ class ImageFetcher:
         timeout: float = 30.0,
         threads: int = 8,
         allowed_networks: Sequence[str] = (),
-        per_request_threads: int = 4,
+        per_request_threads: int = 8,
         resolver: Resolver = socket.getaddrinfo,
     ):
         self.label_studio_url = label_studio_url.rstrip("/") + "/"

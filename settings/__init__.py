@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     image_fetch_timeout: float = 30.0
-    fetch_threads: int = 16  # the fetch pool shared by all requests...
-    fetch_threads_per_request: int = 4  # ...of which one request uses at most this many at once
+    fetch_threads: int = 32  # the fetch pool shared by all requests...
+    fetch_threads_per_request: int = 8  # ...of which one request uses at most this many at once
 
     # Zero-shot model
     clip_model: str = "ViT-B-16"

@@ -99,8 +99,9 @@ class LabelStudioClient:
             auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
         for backend in self.request("GET", "/api/ml", params={"project": project_id}).json():
             if backend["url"].rstrip("/") == url.rstrip("/"):
-                if auth:
-                    return self.request("PATCH", f"/api/ml/{backend['id']}", json=auth).json()
+                if auth:  # Label Studio re-checks /health and /setup with the url and project of the body
+                    body = {"url": backend["url"], "project": project_id, **auth}
+                    return self.request("PATCH", f"/api/ml/{backend['id']}", json=body).json()
                 return backend
         body: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False, **auth}
         return self.request("POST", "/api/ml", json=body).json()

@@ -21,7 +21,7 @@ from serving.components import build_serving
 from tests.services import redis_url
 from tests.unit.test_app import API_TOKEN, AUTH, TOKEN, settings_for
 
-REDIS_URL = redis_url(11)
+REDIS_URL = redis_url(15)
 EXAMPLES = int(os.environ.get("LENSGUARD_FUZZ_EXAMPLES", "60"))
 BASIC_PASS = "fuzz-basic-pass-4567"
 SECRETS = (TOKEN, API_TOKEN, BASIC_PASS, "redis://")

@@ -19,7 +19,7 @@ from tests.services import redis_url
 from tests.unit.test_app import API_TOKEN, AUTH, TOKEN, settings_for, tasks
 from training.queue import JOBS_INDEX_KEY, JobQueue
 
-REDIS_URL = redis_url(12)
+REDIS_URL = redis_url(6)
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"labelstudio:basic-pass-123").decode()}
 PROTECTED = [("post", "/setup"), ("post", "/predict"), ("post", "/webhook"), ("get", "/jobs"), ("get", "/jobs/x")]
 PROTECTED += [("get", "/metrics"), ("get", "/openapi.json"), ("get", "/docs")]

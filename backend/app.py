@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 
 import redis
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backend.auth import require_basic_auth
+from backend.auth import auth_warnings
+from backend.guard import RequestGuard
 from backend.protocol import (
     HealthResponse,
     PredictRequest,
@@ -21,7 +23,8 @@ from backend.protocol import (
     SetupRequest,
     SetupResponse,
     WebhookEvent,
-    project_id,
+    WebhookResponse,
+    error_responses,
 )
 from backend.webhooks import handle_webhook
 from labelstudio.label_config import LabelConfigError, parse_soiling_config
@@ -31,13 +34,42 @@ from training.claims import PREDICT_CLAIM_SECONDS, PREDICT_OWNER, claim
 from training.queue import JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
+MAX_JOBS_LISTED = 1000
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what RQ accepts as a job id
+
+
+class LabelConfigs(OrderedDict):
+    """Label configs sent by /setup, per project; the least recently used are dropped past `capacity` configs
+    or `max_chars` characters in all."""
+
+    def __init__(self, capacity: int, max_chars: int = 32 * 1024 * 1024):
+        super().__init__()
+        self.capacity = max(capacity, 1)
+        self.max_chars = max_chars
+
+    def get(self, project, default=None):
+        if project in self:
+            self.move_to_end(project)
+            return self[project]
+        return default
+
+    def put(self, project: str, label_config: str) -> None:
+        self[project] = label_config
+        self.move_to_end(project)
+        while len(self) > 1 and (len(self) > self.capacity or sum(map(len, self.values())) > self.max_chars):
+            self.popitem(last=False)
 
 
 def _service(request: Request):
     serving: Serving = request.app.state.serving
     if serving.service is None:
-        raise HTTPException(status_code=503, detail=f"model not loaded: {serving.error}")
+        raise HTTPException(status_code=503, detail="model not loaded (see /health)")
     return serving.service
+
+
+def _queue_unavailable(exc: QueueUnavailable) -> HTTPException:
+    log.warning("%s", exc)  # the Redis address stays in the log, not in the answer
+    return HTTPException(status_code=503, detail="job queue unavailable")
 
 
 def _queue(request: Request) -> JobQueue:
@@ -68,32 +100,37 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
     async def lifespan(app: FastAPI):
         if getattr(app.state, "serving", None) is None:
             app.state.serving = await run_in_threadpool(build_serving, settings or get_settings())
+        for warning in auth_warnings(app.state.serving.settings):
+            log.warning(warning)
         yield
 
     app = FastAPI(title="lensguard", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestGuard)  # credentials and body size, before any body is read
     app.state.serving = serving
-    app.state.label_configs = {}  # project id -> labeling config sent by /setup
-    protected = [Depends(require_basic_auth)]
+    app.state.label_configs = LabelConfigs(
+        (serving.settings if serving else settings or get_settings()).max_cached_label_configs
+    )
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
         return JSONResponse(
             status_code=422,
-            content={"detail": "malformed request: " + "; ".join(problems), "errors": jsonable_encoder(exc.errors())},
+            content={"detail": "malformed request: " + "; ".join(problems)[:2000], "errors": errors[:50]},
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content={"detail": f"internal error: {exc.__class__.__name__}"})
+        log.exception("unhandled error on %s %s", request.method, request.url.path[:200].encode("unicode_escape"))
+        return JSONResponse(status_code=500, content={"detail": "internal error"})
 
-    @app.get("/")
-    @app.get("/health", response_model=HealthResponse)
+    @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     def health(request: Request) -> JSONResponse:
         serving: Serving = request.app.state.serving
+        warnings = serving.warnings + auth_warnings(serving.settings)
         if serving.service is None:
-            body = HealthResponse(status="DOWN", error=serving.error, warnings=serving.warnings)
+            body = HealthResponse(status="DOWN", error=serving.error, warnings=warnings)
             return JSONResponse(status_code=503, content=body.model_dump())
         scorer = serving.service.pipeline.scorer
         body = HealthResponse(
@@ -101,11 +138,11 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             model_version=serving.service.model_version(),
             weights=scorer.clip.weights,
             device=str(scorer.clip.device),
-            warnings=serving.warnings,
+            warnings=warnings,
         )
         return JSONResponse(content=body.model_dump())
 
-    @app.post("/setup", response_model=SetupResponse, dependencies=protected)
+    @app.post("/setup", response_model=SetupResponse, responses=error_responses(400, 401, 413, 422, 503))
     def setup(body: SetupRequest, request: Request) -> SetupResponse:
         service = _service(request)
         if body.label_config:
@@ -113,54 +150,70 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
                 parse_soiling_config(body.label_config)
             except LabelConfigError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-        project = project_id(body.project)
-        if body.label_config and project:
-            request.app.state.label_configs[project] = body.label_config
-        return SetupResponse(model_version=service.model_version(project))
+        version = service.model_version(body.project)
+        if body.label_config and body.project:
+            request.app.state.label_configs.put(body.project, body.label_config)
+        return SetupResponse(model_version=version)
 
-    @app.post("/predict", response_model=PredictResponse, dependencies=protected)
+    @app.post("/predict", response_model=PredictResponse, responses=error_responses(400, 401, 413, 422, 503))
     def predict(body: PredictRequest, request: Request) -> PredictResponse:
         service = _service(request)
-        project = project_id(body.project)
-        label_config = body.label_config or request.app.state.label_configs.get(project or "")
+        settings = request.app.state.serving.settings
+        if len(body.tasks) > settings.max_tasks_per_request:
+            raise HTTPException(
+                status_code=413,
+                detail=f"{len(body.tasks)} tasks in one request: at most {settings.max_tasks_per_request} "
+                "(LENSGUARD_MAX_TASKS_PER_REQUEST)",
+            )
+        label_config = body.label_config or request.app.state.label_configs.get(body.project or "")
         if not label_config:
             raise HTTPException(status_code=422, detail="no label_config in the request and none from /setup")
         tasks = [t.model_dump() for t in body.tasks]
-        version = service.model_version(project)
-        taken = _claimed_elsewhere(request, project, version, tasks)
+        version = service.model_version(body.project)
+        taken = _claimed_elsewhere(request, body.project, version, tasks)
         try:
-            predicted = iter(service.predict([t for t in tasks if t.get("id") not in taken], label_config, project))
+            predicted = iter(
+                service.predict(
+                    [t for t in tasks if t.get("id") not in taken],
+                    label_config,
+                    body.project,
+                    time_budget=settings.predict_time_budget,
+                    chunk_size=settings.predict_chunk_size,
+                )
+            )
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         # an empty list: Label Studio stores nothing for a task that a batch writer is predicting already
         results = [[] if task.get("id") in taken else next(predicted) for task in tasks]
         return PredictResponse(results=results, model_version=version)
 
-    @app.post("/webhook", dependencies=protected)
+    @app.post("/webhook", response_model=WebhookResponse, responses=error_responses(400, 401, 413, 422, 503))
     def webhook(event: WebhookEvent, request: Request) -> dict:
         try:
             return handle_webhook(event, _queue(request), request.app.state.serving.settings)
         except QueueUnavailable as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
+            raise _queue_unavailable(exc) from exc
 
-    @app.get("/jobs", dependencies=protected)
-    def jobs(request: Request, limit: int = 50) -> dict:
+    @app.get("/jobs", responses=error_responses(401, 422, 503))
+    def jobs(request: Request, limit: int = Query(50, ge=1, le=MAX_JOBS_LISTED)) -> dict:
         try:
             return {"jobs": _queue(request).jobs(limit)}
         except QueueUnavailable as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
+            raise _queue_unavailable(exc) from exc
 
-    @app.get("/jobs/{job_id}", dependencies=protected)
-    def job(job_id: str, request: Request) -> dict:
+    @app.get("/jobs/{job_id}", responses=error_responses(401, 404, 422, 503))
+    def job(request: Request, job_id: str = Path(max_length=200)) -> dict:
+        if not JOB_ID.fullmatch(job_id):
+            raise HTTPException(status_code=404, detail="no such job")
         try:
             found = _queue(request).job(job_id)
         except QueueUnavailable as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
+            raise _queue_unavailable(exc) from exc
         if found is None:
-            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+            raise HTTPException(status_code=404, detail="no such job")
         return found
 
-    @app.get("/metrics", dependencies=protected)
+    @app.get("/metrics", responses=error_responses(401))
     def metrics(request: Request) -> dict:
         serving: Serving = request.app.state.serving
         if serving.service is None:

@@ -40,6 +40,16 @@ class Stack:
     env: dict[str, str]
     health: dict
     state: Path
+    basic_auth: tuple[str, str]  # the backend's credentials: basic auth for Label Studio's ML connection...
+    api_token: str  # ...and the bearer token for the webhook and these scripts
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token}"}
+
+    def connect(self, project: int) -> dict:
+        url = self.backend_url
+        return self.client.ensure_ml_backend(project, url, basic_auth=self.basic_auth, api_token=self.api_token)
 
 
 def dev_set_rows() -> list[dict] | None:
@@ -75,7 +85,11 @@ def local_stack(state: Path, redis_db: int, settings: dict[str, str]) -> Iterato
         processes.append(start_label_studio(ls_port, state / "ls", login, state / "ls.log"))
         wait_healthy(login.url, 300, processes[-1], state / "ls.log")
         pat = personal_access_token(login.url, login.token, state / "pat")
+        basic_auth, api_token = ("labelstudio", secrets.token_urlsafe(16)), secrets.token_urlsafe(32)
         env = {
+            "LENSGUARD_API_TOKEN": api_token,
+            "LENSGUARD_BASIC_AUTH_USER": basic_auth[0],
+            "LENSGUARD_BASIC_AUTH_PASS": basic_auth[1],
             "LENSGUARD_LABEL_STUDIO_URL": login.url,
             "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
             "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
@@ -93,7 +107,7 @@ def local_stack(state: Path, redis_db: int, settings: dict[str, str]) -> Iterato
         for warning in health["warnings"]:
             print(f"WARNING: {warning}")
         processes.append(start_worker(worker_env(env, health), state / "worker.log"))
-        yield Stack(LabelStudioClient(login.url, pat), backend_url, env, health, state)
+        yield Stack(LabelStudioClient(login.url, pat), backend_url, env, health, state, basic_auth, api_token)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -114,7 +128,7 @@ def start_training_and_wait(stack: Stack, project: int, kinds: int = 1, timeout:
     stack.client.request("POST", f"/api/ml/{ml['id']}/train")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = httpx.get(f"{stack.backend_url}/jobs", timeout=30).json()["jobs"]
+        jobs = httpx.get(f"{stack.backend_url}/jobs", headers=stack.headers, timeout=30).json()["jobs"]
         jobs = [j for j in jobs if j["project"] == str(project)]
         if len(jobs) >= kinds and all(j["status"] in ("finished", "failed") for j in jobs):
             return jobs

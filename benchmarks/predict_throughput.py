@@ -56,13 +56,14 @@ def main() -> None:
             "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
             "LENSGUARD_DEVICE": args.device,
             "LENSGUARD_DATA_DIR": state,
+            "LENSGUARD_API_TOKEN": TOKEN,
         }
         log = Path(state) / "backend.log"
         process = start_backend(port, env, log)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, 300, process, log)
-            client = httpx.Client(timeout=600)
+            client = httpx.Client(timeout=600, headers={"Authorization": f"Bearer {TOKEN}"})
             warm = paths[-max(batches) :]
             client.post(f"{url}/predict", json={"tasks": tasks(warm), "label_config": CONFIG}).raise_for_status()
             scorer.encode_images(pixels[: max(batches)])  # warm-up of the bare path too

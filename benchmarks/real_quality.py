@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis_db, settings) as stack:
         client = stack.client
         project = client.sdk.projects.create(title="nornickel-dev", label_config=SOILING_XML).id
-        client.ensure_ml_backend(project, stack.backend_url)
+        stack.connect(project)
         tasks = import_dev_frames(client, project, rows)
         held_ids = {tasks[i]["id"] for i in held_out}
 

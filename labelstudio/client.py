@@ -80,22 +80,30 @@ class LabelStudioClient:
         url: str,
         title: str = "lensguard",
         basic_auth: tuple[str, str] | None = None,
+        api_token: str | None = None,
     ) -> dict:
-        """Connect the backend at `url` to the project (Label Studio checks /health and /setup first).
+        """Connect the backend at `url` to the project (Label Studio checks /health and /setup first), with its
+        credentials: basic auth on the ML connection, and on the webhook the bearer token (else basic auth).
 
-        The backend's webhook is created first, carrying the basic-auth header when there is one: Label Studio's
-        automatic ML webhook would be sent without it.
-        """
+        The backend's webhook is created first, carrying the credentials: Label Studio's automatic ML webhook
+        would be sent without them. An existing connection gets the current credentials (token rotation)."""
+        if api_token:
+            headers = {"Authorization": f"Bearer {api_token}"}
+        elif basic_auth:
+            headers = {"Authorization": "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()}
+        else:
+            headers = {}
+        self.ensure_webhook(project_id, url.rstrip("/") + "/webhook", WEBHOOK_ACTIONS, headers)
+        auth: dict = {}
+        if basic_auth:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
         for backend in self.request("GET", "/api/ml", params={"project": project_id}).json():
             if backend["url"].rstrip("/") == url.rstrip("/"):
+                if auth:  # Label Studio re-checks /health and /setup with the url and project of the body
+                    body = {"url": backend["url"], "project": project_id, **auth}
+                    return self.request("PATCH", f"/api/ml/{backend['id']}", json=body).json()
                 return backend
-        headers = (
-            {"Authorization": "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()} if basic_auth else {}
-        )
-        self.ensure_webhook(project_id, url.rstrip("/") + "/webhook", WEBHOOK_ACTIONS, headers)
-        body: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False}
-        if basic_auth:
-            body |= {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        body: dict = {"project": project_id, "url": url, "title": title, "is_interactive": False, **auth}
         return self.request("POST", "/api/ml", json=body).json()
 
     def ensure_webhook(self, project_id: int, url: str, actions: Sequence[str], headers: dict[str, str]) -> dict:

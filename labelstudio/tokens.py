@@ -23,7 +23,7 @@ def _jwt_expiry(token: str) -> float:
         payload = token.split(".")[1]
         payload += "=" * (-len(payload) % 4)
         return float(json.loads(base64.urlsafe_b64decode(payload)).get("exp", 0))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, TypeError, AttributeError, OverflowError):
         return 0.0
 
 
@@ -59,11 +59,17 @@ class LabelStudioAuth:
                 f"{self.base_url}/api/token/refresh", json={"refresh": self._key}, timeout=self._timeout
             )
         except httpx.HTTPError as exc:
-            raise LabelStudioAuthError(f"Label Studio at {self.base_url} unreachable for token refresh: {exc}") from exc
-        if response.status_code != 200 or "access" not in response.json():
             raise LabelStudioAuthError(
-                f"Label Studio refused the personal access token (HTTP {response.status_code}); "
+                f"Label Studio unreachable for token refresh ({exc.__class__.__name__})"
+            ) from exc
+        try:
+            access = response.json().get("access") if response.status_code == 200 else None
+        except (ValueError, AttributeError):
+            access = None
+        if not isinstance(access, str) or not access:
+            raise LabelStudioAuthError(
+                "Label Studio refused the personal access token or answered the refresh with no access token; "
                 "create a new one under Account & Settings"
             )
-        self._access = response.json()["access"]
-        self._access_expiry = _jwt_expiry(self._access) or time.time() + 240
+        self._access = access
+        self._access_expiry = _jwt_expiry(access) or time.time() + 240

@@ -27,6 +27,7 @@ def _up(args: argparse.Namespace) -> None:
             state_dir=args.state_dir,
             label_studio_port=args.label_studio_port,
             backend_port=args.port,
+            backend_host=args.host,
             project_title=args.project,
             frames_dir=args.frames,
             allow_random_weights=not args.strict_weights,
@@ -35,12 +36,12 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from rq import Queue, Worker
+    from rq import Worker
 
     from lensguard.worker import HeartbeatWorker
     from models.registry import ModelRegistry
     from settings import get_settings
-    from training.queue import QUEUE_NAMES, connect
+    from training.queue import QUEUE_NAMES, JobSerializer, connect, job_queue
 
     settings = get_settings()
     removed = ModelRegistry(settings.registry_path).clean_staging()
@@ -54,8 +55,8 @@ def _worker(args: argparse.Namespace) -> None:
     if unknown or not names:
         given = ", ".join(unknown) or "(none given)"
         raise SystemExit(f"--queues: unknown queue(s) {given}; known: {', '.join(QUEUE_NAMES)}")
-    queues = [Queue(name, connection=connection) for name in names]  # in order of priority
-    worker = worker_class(queues, connection=connection, name=args.name)
+    queues = [job_queue(connection, name) for name in names]  # in order of priority
+    worker = worker_class(queues, connection=connection, name=args.name, serializer=JobSerializer)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 
@@ -215,6 +216,22 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"{args.count} frames with exact masks (0 clear, 1 transparent, 2 semi-transparent, 3 opaque): {manifest}")
 
 
+def _secrets(args: argparse.Namespace) -> None:
+    """The backend's credentials as files (mode 600) in a folder the backend reads with LENSGUARD_SECRETS_DIR."""
+    import secrets
+
+    from lensguard.launcher import read_or_create_secret
+
+    made = {
+        "lensguard_api_token": lambda: secrets.token_urlsafe(32),
+        "lensguard_basic_auth_user": lambda: "labelstudio",
+        "lensguard_basic_auth_pass": lambda: secrets.token_urlsafe(24),
+    }
+    for name, make in made.items():
+        read_or_create_secret(args.directory / name, make)
+    print(f"backend credentials in {args.directory} (delete a file and rerun to rotate it)", flush=True)
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -232,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", type=Path, default=Path(".lensguard"))
     up.add_argument("--label-studio-port", type=int, default=8080)
     up.add_argument("--port", type=int, default=9090, help="backend port")
+    up.add_argument("--host", default="127.0.0.1", help="backend address (0.0.0.0: reachable from the network)")
     up.add_argument("--project", default="lensguard demo", help="Label Studio project title")
     up.add_argument("--frames", type=Path, help="folder of frames to import (default: real dev set or synthetic)")
     up.add_argument(
@@ -289,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--dirty-fraction", type=float, default=0.5)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_synth)
+
+    secret_files = commands.add_parser("secrets", help="create the backend's credentials as files (mode 600)")
+    secret_files.add_argument("directory", type=Path)
+    secret_files.set_defaults(func=_secrets)
 
     prompts = commands.add_parser("prompts", help="measure prompt sets against labelled frames, and choose one")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)

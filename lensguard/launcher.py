@@ -81,22 +81,16 @@ def start_label_studio(
         "FRONTEND_SENTRY_DSN": "",
         **(extra_env or {}),
     }
-    for stray in ("USERNAME", "PASSWORD", "LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USER_TOKEN"):
+    for stray in ("USERNAME", "PASSWORD", "USER_TOKEN", "HEARTEX_USERNAME", "HEARTEX_PASSWORD", "HEARTEX_USER_TOKEN"):
         env.pop(stray, None)
-    command = [
-        str(label_studio_binary()),
-        "start",
-        "--no-browser",
-        "--port",
-        str(port),
-        "--username",
-        login.username,
-        "--password",
-        login.password,
-        "--user-token",
-        login.token,
-        "--enable-legacy-api-token",
-    ]
+    # Label Studio reads the first user from LABEL_STUDIO_USERNAME/PASSWORD/USER_TOKEN (server.py, get_env):
+    # through the environment, no secret shows in `ps`.
+    env |= {
+        "LABEL_STUDIO_USERNAME": login.username,
+        "LABEL_STUDIO_PASSWORD": login.password,
+        "LABEL_STUDIO_USER_TOKEN": login.token,
+    }
+    command = [str(label_studio_binary()), "start", "--no-browser", "--port", str(port), "--enable-legacy-api-token"]
     log_file = log_path.open("ab")
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -148,6 +142,23 @@ def stop(process: subprocess.Popen | None, timeout: float = 15) -> None:
         process.wait(timeout)
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only from the first byte (no window with wider permissions)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def read_or_create_secret(path: Path, make) -> str:
+    """The secret kept in `path`, made with `make()` and stored (mode 600) on first use."""
+    if not path.is_file() or not path.read_text().strip():
+        path.unlink(missing_ok=True)
+        write_secret(path, make())
+    path.chmod(0o600)  # a file left by an older version may be wider
+    return path.read_text().strip()
+
+
 def personal_access_token(url: str, legacy_token: str, store: Path) -> str:
     """A personal access token (Label Studio's current token flow), created once and kept in `store`."""
     if store.is_file() and store.read_text().strip():
@@ -158,7 +169,6 @@ def personal_access_token(url: str, legacy_token: str, store: Path) -> str:
     if response.status_code >= 400:
         raise LaunchError(f"could not create a personal access token: HTTP {response.status_code}")
     token = response.json()["token"]
-    store.parent.mkdir(parents=True, exist_ok=True)
-    store.write_text(token)
-    store.chmod(0o600)
+    store.unlink(missing_ok=True)
+    write_secret(store, token)
     return token

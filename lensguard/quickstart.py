@@ -17,6 +17,7 @@ from lensguard.launcher import (
     REPO_ROOT,
     LabelStudioLogin,
     personal_access_token,
+    read_or_create_secret,
     start_backend,
     start_label_studio,
     start_worker,
@@ -36,19 +37,12 @@ class QuickstartOptions:
     state_dir: Path = Path(".lensguard")
     label_studio_port: int = 8080
     backend_port: int = 9090
+    backend_host: str = "127.0.0.1"  # the backend's address; 0.0.0.0 exposes it (with auth) to the network
     project_title: str = "lensguard demo"
     username: str = "admin@lensguard.local"
     frames_dir: Path | None = None
     synthetic_frames: int = 24
     allow_random_weights: bool = True
-
-
-def _secret(path: Path, make) -> str:
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def sample_frames(options: QuickstartOptions) -> list[Path]:
@@ -78,13 +72,17 @@ def worker_env(backend_env: dict[str, str], health: dict) -> dict[str, str]:
 
 def run(options: QuickstartOptions) -> None:
     state = options.state_dir.resolve()
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
     login = LabelStudioLogin(
         url=f"http://localhost:{options.label_studio_port}",
         username=options.username,
-        password=_secret(state / "label-studio-password", lambda: secrets.token_urlsafe(12)),
-        token=_secret(state / "label-studio-token", lambda: secrets.token_hex(20)),
+        password=read_or_create_secret(state / "label-studio-password", lambda: secrets.token_urlsafe(12)),
+        token=read_or_create_secret(state / "label-studio-token", lambda: secrets.token_hex(20)),
     )
+    # The backend's own credentials: basic auth for Label Studio's ML connection, a bearer token for webhooks
+    # and scripts. Delete the files and run `up` again to rotate them.
+    backend_auth = ("labelstudio", read_or_create_secret(state / "backend-password", lambda: secrets.token_urlsafe(24)))
+    api_token = read_or_create_secret(state / "api-token", lambda: secrets.token_urlsafe(32))
     processes = []
     try:
         print(f"Starting Label Studio on {login.url} (first start migrates its database, about 30 s)...", flush=True)
@@ -100,9 +98,12 @@ def run(options: QuickstartOptions) -> None:
             "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
             "LENSGUARD_DATA_DIR": str(state),
             "LENSGUARD_ALLOW_RANDOM_WEIGHTS": str(options.allow_random_weights).lower(),
+            "LENSGUARD_API_TOKEN": api_token,
+            "LENSGUARD_BASIC_AUTH_USER": backend_auth[0],
+            "LENSGUARD_BASIC_AUTH_PASS": backend_auth[1],
         }
         backend_log = state / "backend.log"
-        processes.append(start_backend(options.backend_port, env, backend_log, host="0.0.0.0"))
+        processes.append(start_backend(options.backend_port, env, backend_log, host=options.backend_host))
         wait_healthy(backend_url, 600, processes[-1], backend_log)
         health = httpx.get(f"{backend_url}/health").json()
         # Two workers for two cores: one only pre-annotates (uploads, re-scoring after a promotion), so frames
@@ -115,7 +116,7 @@ def run(options: QuickstartOptions) -> None:
         client = LabelStudioClient(login.url, pat)
         config = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
         project, created = client.ensure_project(options.project_title, config)
-        client.ensure_ml_backend(project["id"], backend_url)
+        client.ensure_ml_backend(project["id"], backend_url, basic_auth=backend_auth, api_token=api_token)
         if created or not client.tasks(project["id"]):
             frames = sample_frames(options)
             print(f"Importing {len(frames)} frames from {frames[0].parent}...", flush=True)
@@ -132,6 +133,7 @@ def run(options: QuickstartOptions) -> None:
             f"  Login:        {login.username}\n"
             f"  Password:     stored in {state / 'label-studio-password'}\n"
             f"  ML backend:   {backend_url} ({health['model_version']})\n"
+            f"  API token:    stored in {state / 'api-token'} (`Authorization: Bearer ...`)\n"
             f"  Training:     a worker retrains on new annotations; `lensguard jobs` lists the jobs\n"
             f"  Logs:         {state}/{{label-studio,backend,worker,worker-preannotate}}.log\n"
             "Press Ctrl-C to stop.",

@@ -10,11 +10,16 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from training.queue import JobSerializer
+
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats while a job runs
 HEARTBEAT_TTL = 45  # a job whose heartbeat is older than this counts as abandoned
 
 
 class HeartbeatWorker(SimpleWorker):
+    def __init__(self, *args, serializer=JobSerializer, **kwargs):
+        super().__init__(*args, serializer=serializer, **kwargs)
+
     def get_heartbeat_ttl(self, job: Job) -> int:
         return HEARTBEAT_TTL
 

@@ -46,6 +46,8 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
         max_bytes=settings.max_image_bytes,
         timeout=settings.image_fetch_timeout,
         threads=settings.fetch_threads,
+        allowed_networks=settings.allowed_image_networks,
+        per_request_threads=settings.fetch_threads_per_request,
     )
 
 

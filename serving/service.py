@@ -113,11 +113,30 @@ class PredictionService:
                 found[index] = group_cluster(group)
         return found
 
-    def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
-        """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
-        return self.finish(self.prepare(tasks, label_config, project))
+    def predict(
+        self,
+        tasks: Sequence[dict],
+        label_config: str,
+        project: str | None = None,
+        time_budget: float | None = None,
+        chunk_size: int = 0,
+    ) -> list[dict]:
+        """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read.
 
-    def prepare(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> PreparedTasks:
+        Tasks go through fetch and model `chunk_size` at a time (all at once for 0), so a request holds one
+        chunk's images; tasks not reached within `time_budget` seconds get an error entry each."""
+        parse_soiling_config(label_config)  # a bad config is the request's error, before any fetching
+        deadline = time.monotonic() + time_budget if time_budget else None
+        step = chunk_size or max(len(tasks), 1)
+        predictions: list[dict] = []
+        for start in range(0, len(tasks), step):
+            batch = self.prepare(tasks[start : start + step], label_config, project, deadline)
+            predictions += self.finish(batch, count_request=start + step >= len(tasks))
+        return predictions
+
+    def prepare(
+        self, tasks: Sequence[dict], label_config: str, project: str | None = None, deadline: float | None = None
+    ) -> PreparedTasks:
         """Fetch and decode (threads, no model): a batch job runs this for the next batch during inference."""
         started = time.perf_counter()
         tags = parse_soiling_config(label_config)
@@ -128,14 +147,17 @@ class PredictionService:
             except TaskError as exc:
                 outcomes.append(exc)
         wanted = [i for i, o in enumerate(outcomes) if isinstance(o, str)]
-        for i, fetched in zip(wanted, self.fetcher.fetch_many([outcomes[i] for i in wanted]), strict=True):
-            outcomes[i] = fetched
+        fetched = self.fetcher.fetch_many(
+            [outcomes[i] for i in wanted], [_task_id(tasks[i]) for i in wanted], project, deadline
+        )
+        for i, image in zip(wanted, fetched, strict=True):
+            outcomes[i] = image
         readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes)]
         prepared = self.pipeline.prepare([outcomes[i] for i in readable])
         self.seconds["fetch"] += time.perf_counter() - started
         return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
 
-    def finish(self, batch: PreparedTasks) -> list[dict]:
+    def finish(self, batch: PreparedTasks, count_request: bool = True) -> list[dict]:
         started = time.perf_counter()
         project, tags, outcomes = batch.project, batch.tags, batch.outcomes
         active = self._active(project)
@@ -152,7 +174,7 @@ class PredictionService:
         predictions = []
         for index, (task, outcome) in enumerate(zip(batch.tasks, outcomes, strict=True)):
             if isinstance(outcome, Exception):
-                log.warning("task %s: %s", task.get("id"), outcome)
+                log.warning("task %s: %s", task.get("id"), str(outcome).encode("unicode_escape").decode())
                 self.counters["tasks_failed"] += 1
                 predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
                 continue
@@ -165,6 +187,11 @@ class PredictionService:
                 prediction["cluster"] = clusters[index]
             predictions.append(prediction)
             self.counters["tasks_predicted"] += 1
-        self.counters["predict_requests"] += 1
+        self.counters["predict_requests"] += int(count_request)
         self.seconds["total"] += batch.prepare_seconds + time.perf_counter() - started
         return predictions
+
+
+def _task_id(task: dict) -> int | None:
+    found = task.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None

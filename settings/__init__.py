@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -32,13 +33,24 @@ Pair = Annotated[tuple[int, int], NoDecode, BeforeValidator(parse_pair)]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LENSGUARD_", env_file=".env", extra="ignore")
+    # LENSGUARD_SECRETS_DIR: a folder of files named like the variables (lensguard_api_token, ...), as
+    # `lensguard secrets DIR` and docker compose make them; the environment wins over them.
+    model_config = SettingsConfigDict(
+        env_prefix="LENSGUARD_", env_file=".env", extra="ignore", secrets_dir=os.environ.get("LENSGUARD_SECRETS_DIR")
+    )
 
-    # HTTP service
-    host: str = "0.0.0.0"
+    # HTTP service: credentials are required on every endpoint but /health unless auth is explicitly off
+    host: str = "127.0.0.1"
     port: int = 9090
+    auth: bool = True
+    api_token: SecretStr | None = None  # `Authorization: Bearer <token>`
     basic_auth_user: str | None = None
     basic_auth_pass: SecretStr | None = None
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_tasks_per_request: int = 128
+    predict_time_budget: float = 60.0  # seconds; Label Studio gives up on /predict after 100
+    predict_chunk_size: int = 16  # tasks fetched and scored at a time: memory stays bounded per request
+    max_cached_label_configs: int = 256  # label configs kept from /setup (least recently used dropped)
 
     # Label Studio connection: where task images live and which token reads them
     label_studio_url: str = "http://localhost:8080"
@@ -46,10 +58,12 @@ class Settings(BaseSettings):
 
     # Image fetching
     allowed_image_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_image_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)  # private ones allowed
     max_image_bytes: int = 30 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     image_fetch_timeout: float = 30.0
-    fetch_threads: int = 8
+    fetch_threads: int = 32  # the fetch pool shared by all requests...
+    fetch_threads_per_request: int = 8  # ...of which one request uses at most this many at once
 
     # Zero-shot model
     clip_model: str = "ViT-B-16"
@@ -114,11 +128,20 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".lensguard")
     model_dir: Path | None = None
 
-    @field_validator("allowed_image_hosts", "serve_kinds", "auto_train_kinds", mode="before")
+    @field_validator("allowed_image_hosts", "allowed_image_networks", "serve_kinds", "auto_train_kinds", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip().lower() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_image_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("clip_pretrained", "segmenter_encoder_weights", mode="before")

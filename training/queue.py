@@ -3,8 +3,10 @@ runs, and job status for the API and CLI."""
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from pathlib import Path
 
 import redis
 from rq import Queue, Retry
@@ -55,6 +57,37 @@ def _created_at(job_id: str) -> float:
         return 0.0
 
 
+def _plain(value: object) -> object:
+    """numpy scalars and arrays, paths, dates and sets as JSON values."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{value.__class__.__name__} is not JSON serialisable in a job payload")
+
+
+class JobSerializer:
+    """RQ serializer for job arguments, metadata and results: JSON, never pickle, so whoever can write to Redis
+    can change a job's ids and strings but cannot make a worker or the backend run code."""
+
+    @staticmethod
+    def dumps(obj: object) -> bytes:
+        return json.dumps(obj, default=_plain, separators=(",", ":")).encode()
+
+    @staticmethod
+    def loads(data: bytes) -> object:
+        return json.loads(data.decode() if isinstance(data, bytes | bytearray) else data)
+
+
+def job_queue(connection: redis.Redis, name: str) -> Queue:
+    """An RQ queue whose jobs are JSON (use it, or pass serializer=JobSerializer, wherever RQ is used)."""
+    return Queue(name, connection=connection, serializer=JobSerializer)
+
+
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
 
@@ -68,7 +101,7 @@ class JobQueue:
     def __init__(self, url: str, timeout_seconds: int = 4 * 3600, retries: int = 2):
         self.url = url
         self.connection = connect(url)
-        self.queues = {name: Queue(name, connection=self.connection) for name in QUEUE_NAMES}
+        self.queues = {name: job_queue(self.connection, name) for name in QUEUE_NAMES}
         self.queue = self.queues[TRAIN_QUEUE]
         self.timeout_seconds = timeout_seconds
         self.retries = retries
@@ -114,7 +147,7 @@ class JobQueue:
             if existing is not None:
                 job_id = existing.decode()
                 try:
-                    if Job.fetch(job_id, connection=self.connection).get_status() in WAITING:
+                    if Job.fetch(job_id, connection=self.connection, serializer=JobSerializer).get_status() in WAITING:
                         return job_id, False
                 except NoSuchJobError:
                     if time.time() - _created_at(job_id) < MARKER_GRACE_SECONDS:
@@ -159,8 +192,8 @@ class JobQueue:
             if job_id.startswith("run-"):
                 return run_status(self.connection, job_id)
             try:
-                return describe(Job.fetch(job_id, connection=self.connection))
-            except NoSuchJobError:
+                return describe(Job.fetch(job_id, connection=self.connection, serializer=JobSerializer))
+            except (NoSuchJobError, ValueError):  # ValueError: not a job id RQ accepts
                 return None
 
         return self._guard(fetch)
@@ -169,7 +202,11 @@ class JobQueue:
         def fetch():
             self._cleanup_abandoned()
             ids = [i.decode() for i in self.connection.zrevrange(JOBS_INDEX_KEY, 0, limit - 1)]
-            jobs = {job.id: describe(job) for job in Job.fetch_many(ids, connection=self.connection) if job}
+            jobs = {
+                job.id: describe(job)
+                for job in Job.fetch_many(ids, connection=self.connection, serializer=JobSerializer)
+                if job
+            }
             runs = {i: run_status(self.connection, i) for i in ids if i.startswith("run-")}
             return [found for i in ids if (found := jobs.get(i) or runs.get(i)) is not None]
 
@@ -220,13 +257,13 @@ def enqueue_chunks(
     name: str,
     timeout_seconds: int,
 ) -> None:
-    queue = Queue(PREANNOTATE_QUEUE, connection=connection)
+    queue = job_queue(connection, PREANNOTATE_QUEUE)
     for index, chunk in enumerate(chunks):
         queue.enqueue(
             function,
-            project,
+            int(project),
             run_id,
-            chunk,
+            [int(task) for task in chunk],
             job_id=f"{run_id}-{name}-{index}",
             retry=Retry(max=3),
             job_timeout=timeout_seconds,

@@ -11,6 +11,8 @@ from tests.services import redis_url
 from training.synthetic import make_frames
 
 TOKEN = "legacy-token-1234567890"
+API_TOKEN = "backend-api-token-abcdef123456"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CONFIG_RENAMED = """<View>
   <Image name="frame" value="$photo"/>
   <Choices name="lens_state" toName="frame"><Choice value="Clean lens"/><Choice value="Dirty lens"/></Choices>
@@ -28,6 +30,7 @@ def settings_for(server_url: str, tmp_path, **overrides) -> Settings:
         data_dir=tmp_path,
         max_image_bytes=2_000_000,
         redis_url=redis_url(10),  # /predict's claims (training.claims) go to the tests' Redis
+        api_token=API_TOKEN,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -45,7 +48,7 @@ def client(file_server, tmp_path, frames):
         file_server.files[f"/data/upload/1/frame{i}.jpg"] = data
     settings = settings_for(file_server.url, tmp_path)
     app = create_app(settings, build_serving(settings))
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=AUTH) as test_client:
         yield test_client
 
 
@@ -66,7 +69,7 @@ def test_health_reports_model_and_random_weights(client):
 def test_health_is_down_when_weights_are_missing(tmp_path):
     settings = settings_for("http://127.0.0.1:9", tmp_path, clip_pretrained=str(tmp_path / "missing.pt"))
     settings.allow_random_weights = False
-    with TestClient(create_app(settings, build_serving(settings))) as test_client:
+    with TestClient(create_app(settings, build_serving(settings)), headers=AUTH) as test_client:
         health = test_client.get("/health")
         assert health.status_code == 503
         assert health.json()["status"] == "DOWN"
@@ -157,12 +160,13 @@ def test_bad_images_get_error_entries_and_the_rest_are_predicted(client, file_se
     errors = {r["task"]: r["error"] for r in results if "error" in r}
     assert set(errors) == {2, 3, 4, 5, 6, 7}
     assert all("result" not in r for r in results if "error" in r)  # Label Studio skips items without result
-    assert "HTTP 404" in errors[2]
+    assert errors[2] == "image unavailable: its host did not serve it"  # no upstream status code echoed
     assert "not a readable image" in errors[3]
     assert "limit" in errors[4]
     assert "LENSGUARD_ALLOWED_IMAGE_HOSTS" in errors[5]
     assert "no 'image' field" in errors[6]
-    assert "unsupported image URL scheme 's3'" in errors[7]
+    assert errors[7] == "image unavailable: its host did not serve it"  # asked of Label Studio's resolve endpoint
+    assert any(path.startswith("/tasks/7/resolve/?fileuri=") for path in file_server.seen_paths)
     metrics = client.get("/metrics").json()
     assert metrics["tasks_failed"] == 6 and metrics["tasks_predicted"] == 2
 
@@ -179,7 +183,7 @@ def test_repeated_predict_and_new_prompt_sets_reuse_cached_embeddings(client, so
     prompts.write_text('{"name": "other", "version": "2", "classes": {"clean": ["fine"], "dirty": ["filthy"]}}')
     settings = serving.settings.model_copy(update={"prompt_set": str(prompts)})
     other = build_serving(settings)
-    with TestClient(create_app(settings, other)) as second:
+    with TestClient(create_app(settings, other), headers=AUTH) as second:
         body = second.post("/predict", json={"tasks": tasks(3), "label_config": soiling_config}).json()
     assert other.service.pipeline.stats.encoded == 0 and other.service.pipeline.stats.cache_hits == 3
     assert body["model_version"] != again["model_version"] and "other-v2" in body["model_version"]
@@ -218,9 +222,14 @@ def test_basic_auth_protects_everything_but_health(file_server, tmp_path, soilin
 def test_token_goes_only_to_label_studio_and_never_into_logs(file_server, tmp_path, soiling_config, caplog, frames):
     file_server.files["/img.jpg"] = frames[0]
     settings = settings_for(
-        "http://127.0.0.1:9", tmp_path, allowed_image_hosts=["127.0.0.1"], label_studio_api_key="wrong-token-xyz"
+        "http://127.0.0.1:9",
+        tmp_path,
+        allowed_image_hosts=["127.0.0.1"],
+        allowed_image_networks=["127.0.0.1"],
+        label_studio_api_key="wrong-token-xyz",
     )
-    with caplog.at_level(logging.DEBUG), TestClient(create_app(settings, build_serving(settings))) as test_client:
+    app = create_app(settings, build_serving(settings))
+    with caplog.at_level(logging.DEBUG), TestClient(app, headers=AUTH) as test_client:
         response = test_client.post(
             "/predict",
             json={

@@ -7,7 +7,7 @@ import logging
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # HTTP service
     host: str = "0.0.0.0"
     port: int = 9090
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
     basic_auth_user: str | None = None
     basic_auth_pass: SecretStr | None = None
 

@@ -11,6 +11,8 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from training.job_metrics import CALLBACKS, JobStats, read_job_stats
+
 QUEUE_NAME = "lensguard"
 TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
@@ -113,6 +115,7 @@ class JobQueue:
             description=f"{kind} for project {project} ({reason})",
             meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
             retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)]) if self.retries else None,
+            **CALLBACKS,
         )
         if delay_seconds > 0:
             self.queue.enqueue_in(timedelta(seconds=delay_seconds), function, *args, **options)
@@ -141,6 +144,22 @@ class JobQueue:
             return [found for i in ids if (found := jobs.get(i) or runs.get(i)) is not None]
 
         return self._guard(fetch)
+
+    def depth(self) -> dict[str, int]:
+        """How many jobs wait (queued, scheduled for later, deferred), run, or failed."""
+        queue = self.queue
+        return self._guard(
+            lambda: {
+                "queued": queue.count,
+                "scheduled": queue.scheduled_job_registry.count,
+                "deferred": queue.deferred_job_registry.count,
+                "started": queue.started_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+            }
+        )
+
+    def job_stats(self) -> dict[tuple[str, str], JobStats]:
+        return self._guard(lambda: read_job_stats(self.connection))
 
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
@@ -184,6 +203,7 @@ def start_run(
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             meta={"project": str(project), "kind": "preannotate-chunk", "reason": run_id, "progress": {}, "log": []},
+            **CALLBACKS,
         )
 
 

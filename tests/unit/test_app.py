@@ -161,7 +161,7 @@ def test_bad_images_get_error_entries_and_the_rest_are_predicted(client, file_se
     assert "LENSGUARD_ALLOWED_IMAGE_HOSTS" in errors[5]
     assert "no 'image' field" in errors[6]
     assert "unsupported image URL scheme 's3'" in errors[7]
-    metrics = client.get("/metrics").json()
+    metrics = client.get("/metrics", params={"format": "json"}).json()
     assert metrics["tasks_failed"] == 6 and metrics["tasks_predicted"] == 2
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from label_studio_sdk import LabelStudio
 
+from labelstudio.data_manager import LENSGUARD_TAB, default_tab
 from labelstudio.tokens import LabelStudioAuth
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ class LabelStudioClient:
         """Connect the backend at `url` to the project (Label Studio checks /health and /setup first).
 
         The backend's webhook is created first, carrying the basic-auth header when there is one: Label Studio's
-        automatic ML webhook would be sent without it.
+        automatic ML webhook would be sent without it. The project gets the "lensguard" Data Manager tab.
         """
+        self.ensure_default_tab(project_id)
         for backend in self.request("GET", "/api/ml", params={"project": project_id}).json():
             if backend["url"].rstrip("/") == url.rstrip("/"):
                 return backend
@@ -114,6 +116,21 @@ class LabelStudioClient:
             "is_active": True,
         }
         return self.request("POST", "/api/webhooks/", json=body).json()
+
+    # Data Manager tabs -----------------------------------------------------------------------------------
+    def ensure_view(self, project_id: int, title: str, data: dict) -> dict:
+        """Create the Data Manager tab of that title, or update it to `data`."""
+        for view in self.request("GET", "/api/dm/views", params={"project": project_id}).json():
+            if (view.get("data") or {}).get("title") == title:
+                body = {"project": project_id, "data": data}
+                return self.request("PATCH", f"/api/dm/views/{view['id']}", json=body).json()
+        return self.request("POST", "/api/dm/views", json={"project": project_id, "data": data}).json()
+
+    def ensure_default_tab(self, project_id: int) -> dict:
+        """The "lensguard" tab: P(dirty) (in the prediction's text), score, model version and soiling type
+        visible, most uncertain first."""
+        columns = self.request("GET", "/api/dm/columns", params={"project": project_id}).json()["columns"]
+        return self.ensure_view(project_id, LENSGUARD_TAB, default_tab(columns))
 
     # tasks and predictions ------------------------------------------------------------------------------
     def upload_images(self, project_id: int, paths: Iterable[Path], batch: int = 50) -> int:

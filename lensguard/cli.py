@@ -31,6 +31,7 @@ def _up(args: argparse.Namespace) -> None:
             project_title=args.project,
             frames_dir=args.frames,
             allow_random_weights=not args.strict_weights,
+            postgres_url=args.postgres,
         )
     )
 
@@ -231,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--frames", type=Path, help="folder of frames to import (default: real dev set or synthetic)")
     up.add_argument(
         "--strict-weights", action="store_true", help="fail instead of serving random weights when none load"
+    )
+    up.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run Label Studio on PostgreSQL (postgresql://user:password@host:5432/name; the database is created "
+        "if missing) instead of its embedded SQLite",
     )
     up.set_defaults(func=_up)
 

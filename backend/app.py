@@ -12,10 +12,12 @@ import redis
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from backend.auth import auth_warnings
 from backend.guard import RequestGuard
+from backend.metrics import install_metrics, json_counters, render
 from backend.protocol import (
     HealthResponse,
     PredictRequest,
@@ -73,7 +75,10 @@ def _queue_unavailable(exc: QueueUnavailable) -> HTTPException:
 
 
 def _queue(request: Request) -> JobQueue:
-    state = request.app.state
+    return _state_queue(request.app.state)
+
+
+def _state_queue(state) -> JobQueue:
     if getattr(state, "job_queue", None) is None:
         settings = state.serving.settings
         state.job_queue = JobQueue(settings.redis_url, settings.job_timeout_seconds, settings.train_retries)
@@ -110,6 +115,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
     app.state.label_configs = LabelConfigs(
         (serving.settings if serving else settings or get_settings()).max_cached_label_configs
     )
+    registry = install_metrics(app, lambda: _state_queue(app.state))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -213,22 +219,13 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             raise HTTPException(status_code=404, detail="no such job")
         return found
 
-    @app.get("/metrics", responses=error_responses(401))
-    def metrics(request: Request) -> dict:
-        serving: Serving = request.app.state.serving
-        if serving.service is None:
-            return {"model_loaded": False}
-        service = serving.service
-        stats = service.pipeline.stats
-        return {
-            "model_loaded": True,
-            "model_version": service.model_version(),
-            **service.counters,
-            **{f"predict_seconds_{stage}": round(value, 3) for stage, value in service.seconds.items()},
-            "images_seen": stats.images,
-            "embedding_cache_hits": stats.cache_hits,
-            "images_encoded": stats.encoded,
-            "images_failed": stats.failed,
-        }
+    @app.get("/metrics", responses=error_responses(401, 422))
+    def metrics(request: Request, format: str = "prometheus") -> Response:
+        """Prometheus text format; `?format=json` gives the serving counters as JSON."""
+        if format == "json":
+            return JSONResponse(json_counters(request.app.state.serving))
+        if format != "prometheus":
+            raise HTTPException(status_code=422, detail="format: 'prometheus' (default) or 'json'")
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,9 +1,8 @@
 """ASGI entry point: `uvicorn backend.main:app`."""
 
-import logging
-
 from backend.app import create_app
+from settings import get_settings
+from settings.logs import configure_logging
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per image fetch is noise
+configure_logging(get_settings().log_format)
 app = create_app()

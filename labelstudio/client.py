@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from label_studio_sdk import LabelStudio
 
+from labelstudio.data_manager import LENSGUARD_TAB, default_tab
 from labelstudio.tokens import LabelStudioAuth
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ class LabelStudioClient:
         credentials: basic auth on the ML connection, and on the webhook the bearer token (else basic auth).
 
         The backend's webhook is created first, carrying the credentials: Label Studio's automatic ML webhook
-        would be sent without them. An existing connection gets the current credentials (token rotation)."""
+        would be sent without them. An existing connection gets the current credentials (token rotation). The
+        project gets the "lensguard" Data Manager tab."""
+        self.ensure_default_tab(project_id)
         if api_token:
             headers = {"Authorization": f"Bearer {api_token}"}
         elif basic_auth:
@@ -122,6 +125,21 @@ class LabelStudioClient:
             "is_active": True,
         }
         return self.request("POST", "/api/webhooks/", json=body).json()
+
+    # Data Manager tabs -----------------------------------------------------------------------------------
+    def ensure_view(self, project_id: int, title: str, data: dict) -> dict:
+        """Create the Data Manager tab of that title, or update it to `data`."""
+        for view in self.request("GET", "/api/dm/views", params={"project": project_id}).json():
+            if (view.get("data") or {}).get("title") == title:
+                body = {"project": project_id, "data": data}
+                return self.request("PATCH", f"/api/dm/views/{view['id']}", json=body).json()
+        return self.request("POST", "/api/dm/views", json={"project": project_id, "data": data}).json()
+
+    def ensure_default_tab(self, project_id: int) -> dict:
+        """The "lensguard" tab: P(dirty) (in the prediction's text), score, model version and soiling type
+        visible, most uncertain first."""
+        columns = self.request("GET", "/api/dm/columns", params={"project": project_id}).json()["columns"]
+        return self.ensure_view(project_id, LENSGUARD_TAB, default_tab(columns))
 
     # tasks and predictions ------------------------------------------------------------------------------
     def upload_images(self, project_id: int, paths: Iterable[Path], batch: int = 50) -> int:

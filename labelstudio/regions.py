@@ -9,6 +9,8 @@ from labelstudio.label_config import SoilingTags
 from models.labels import SOILING_CLASSES
 from models.verdict import Verdict
 
+RANDOM_WEIGHTS_NOTE = "MODEL HAS RANDOM WEIGHTS: these numbers are meaningless"
+
 
 def likely_types(type_scores: dict[str, float], threshold: float) -> list[str]:
     """The best type always, plus any other scoring at least `threshold`, best first."""
@@ -17,13 +19,27 @@ def likely_types(type_scores: dict[str, float], threshold: float) -> list[str]:
 
 
 def explanation_text(result: Verdict, types: list[str]) -> str:
+    """Says what each number is: P(dirty), the choice's score (P of the chosen label) and the confidence that
+    Label Studio shows as the prediction score."""
     verdict = "dirty" if result.is_dirty else "clean"
-    text = f"{result.source}: lens {verdict}, P(dirty)={result.p_dirty:.2f}, uncertainty={result.uncertainty:.2f}"
+    p_choice = result.p_dirty if result.is_dirty else 1.0 - result.p_dirty
+    text = (
+        f"{result.source}: lens {verdict}: P(dirty)={result.p_dirty:.2f}, so P({verdict})={p_choice:.2f}"
+        f" (the choice's score); confidence {result.confidence:.2f} (1 = certain, 0 = a coin toss;"
+        " the prediction score, lowest first in the lensguard tab)"
+    )
     if result.p_classifier is not None:
-        text += f" (classifier {result.p_classifier:.2f}, zero-shot {result.p_zero_shot:.2f})"
+        text += f"; P(dirty) by the classifier {result.p_classifier:.2f}, by zero-shot {result.p_zero_shot:.2f}"
     if types:
-        text += "; likely " + ", ".join(f"{t} ({result.type_scores[t]:.2f})" for t in types)
+        text += "; likely " + ", ".join(f"{t} ({result.type_scores[t]:.2f})" for t in types) + " (type scores)"
     return text
+
+
+def note_random_weights(prediction: dict) -> None:
+    """Tell annotators, in the text they read, that the predictions come from an untrained model."""
+    for region in prediction["result"]:
+        if region["type"] == "textarea":
+            region["value"]["text"][0] += ". " + RANDOM_WEIGHTS_NOTE
 
 
 def prediction_for(

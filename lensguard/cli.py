@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def _up(args: argparse.Namespace) -> None:
             project_title=args.project,
             frames_dir=args.frames,
             allow_random_weights=not args.strict_weights,
+            postgres_url=args.postgres,
         )
     )
 
@@ -255,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--strict-weights", action="store_true", help="fail instead of serving random weights when none load"
     )
+    up.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run Label Studio on PostgreSQL (postgresql://user:password@host:5432/name; the database is created "
+        "if missing) instead of its embedded SQLite",
+    )
     up.set_defaults(func=_up)
 
     worker = commands.add_parser("worker", help="run a training worker on the job queue (REDIS_URL)")
@@ -333,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from settings.logs import configure_logging
+
+    configure_logging(os.environ.get("LENSGUARD_LOG_FORMAT", "text"))
     args = build_parser().parse_args(argv)
     args.func(args)
 

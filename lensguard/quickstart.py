@@ -24,6 +24,7 @@ from lensguard.launcher import (
     stop,
     wait_healthy,
 )
+from lensguard.postgres import PostgresDatabase
 from settings import Settings
 from training.queue import JobQueue
 from training.synthetic import make_frames
@@ -43,6 +44,7 @@ class QuickstartOptions:
     frames_dir: Path | None = None
     synthetic_frames: int = 24
     allow_random_weights: bool = True
+    postgres_url: str | None = None  # Label Studio's database; None: SQLite in the state directory
 
 
 def sample_frames(options: QuickstartOptions) -> list[Path]:
@@ -70,6 +72,22 @@ def worker_env(backend_env: dict[str, str], health: dict) -> dict[str, str]:
     return backend_env
 
 
+def label_studio_database(options: QuickstartOptions) -> PostgresDatabase | None:
+    """The PostgreSQL database `--postgres` names, created when missing; None for the embedded SQLite."""
+    if not options.postgres_url:
+        return None
+    database = PostgresDatabase.from_url(options.postgres_url)
+    if database.create():
+        print(f"Created PostgreSQL database {database.name} on {database.host}:{database.port}", flush=True)
+    return database
+
+
+def describe_database(database: PostgresDatabase | None, state: Path) -> str:
+    if database is None:
+        return f"SQLite in {state / 'label-studio'}"
+    return f"PostgreSQL {database.user}@{database.host}:{database.port}/{database.name}"
+
+
 def run(options: QuickstartOptions) -> None:
     state = options.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -85,9 +103,11 @@ def run(options: QuickstartOptions) -> None:
     api_token = read_or_create_secret(state / "api-token", lambda: secrets.token_urlsafe(32))
     processes = []
     try:
+        database = label_studio_database(options)
         print(f"Starting Label Studio on {login.url} (first start migrates its database, about 30 s)...", flush=True)
         ls_log = state / "label-studio.log"
-        processes.append(start_label_studio(options.label_studio_port, state / "label-studio", login, ls_log))
+        ls_env = database.label_studio_env() if database else None
+        processes.append(start_label_studio(options.label_studio_port, state / "label-studio", login, ls_log, ls_env))
         wait_healthy(login.url, 300, processes[-1], ls_log)
         pat = personal_access_token(login.url, login.token, state / "label-studio-pat")
 
@@ -130,6 +150,7 @@ def run(options: QuickstartOptions) -> None:
         print(
             "\nlensguard is up.\n"
             f"  Label Studio: {login.url}/projects/{project['id']}/data\n"
+            f"  Database:     {describe_database(database, state)}\n"
             f"  Login:        {login.username}\n"
             f"  Password:     stored in {state / 'label-studio-password'}\n"
             f"  ML backend:   {backend_url} ({health['model_version']})\n"

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/services.sh
+scripts/services.sh --for-tests
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -12,18 +12,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labelstudio.images import ImageFetcher
+from labelstudio.images import ImageFetcher, ImageFetchError
 from labelstudio.label_config import SoilingTags, parse_soiling_config
-from labelstudio.regions import add_dirt_mask, prediction_for
+from labelstudio.regions import add_dirt_mask, note_random_weights, prediction_for
 from labelstudio.tasks import TaskError, image_url, metadata_group
 from models.active_models import ActiveModels
 from models.clusters import embedding_clusters, group_cluster
-from models.frames import image_size, resize_mask
+from models.frames import ImageDecodeError, image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
 from models.segmenter.tiles import frame_coverage
 from models.verdict import CombineMode, Verdict
 
 log = logging.getLogger(__name__)
+ERROR_CAUSES = {TaskError: "no_image_url", ImageFetchError: "fetch", ImageDecodeError: "decode"}
+
+
+def error_cause(error: Exception) -> str:
+    """A short label for why a task got no prediction (the /metrics label)."""
+    return next((cause for kind, cause in ERROR_CAUSES.items() if isinstance(error, kind)), "other")
 
 
 @dataclass
@@ -58,6 +64,7 @@ class PredictionService:
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
+        self.errors: Counter[str] = Counter()  # tasks without a prediction, by cause
 
     def _active(self, project: str | None):
         return self.classifiers.get(project) if self.classifiers else None
@@ -171,16 +178,20 @@ class PredictionService:
             outcomes[i] = score
         masks = self._dirt_masks(batch) if tags.brush else {}
         clusters = self._clusters(batch)
+        random_weights = self.pipeline.scorer.clip.random_weights
         predictions = []
         for index, (task, outcome) in enumerate(zip(batch.tasks, outcomes, strict=True)):
             if isinstance(outcome, Exception):
                 log.warning("task %s: %s", task.get("id"), str(outcome).encode("unicode_escape").decode())
                 self.counters["tasks_failed"] += 1
+                self.errors[error_cause(outcome)] += 1
                 predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
                 continue
             prediction = prediction_for(tags, outcome, version, self.type_threshold)
             if index in masks:
                 add_dirt_mask(prediction, tags, *masks[index])
+            if random_weights:
+                note_random_weights(prediction)
             if task.get("id") is not None:
                 prediction["task"] = task["id"]
             if index in clusters:

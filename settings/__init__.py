@@ -8,7 +8,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     port: int = 9090
     auth: bool = True
     api_token: SecretStr | None = None  # `Authorization: Bearer <token>`
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
     basic_auth_user: str | None = None
     basic_auth_pass: SecretStr | None = None
     max_request_bytes: int = 8 * 1024 * 1024

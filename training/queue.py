@@ -13,6 +13,8 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from training.job_metrics import CALLBACKS, JobStats, read_job_stats
+
 PREANNOTATE_QUEUE = "preannotate"  # planning, chunks, re-scoring: uploads never wait behind training
 TRAIN_QUEUE = "train"  # training, prompt evaluation
 QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE)  # a worker's default: both, in this order of priority
@@ -178,6 +180,7 @@ class JobQueue:
             description=f"{kind} for project {project} ({reason})",
             meta={"project": project, "kind": kind, "reason": reason, "progress": {}, "log": []},
             retry=Retry(max=self.retries, interval=[30, 120, 600][: max(self.retries, 1)]) if self.retries else None,
+            **CALLBACKS,
         )
         queue = self.queues[PREANNOTATE_QUEUE if function in PREANNOTATE_FUNCTIONS else TRAIN_QUEUE]
         if delay_seconds > 0:
@@ -211,6 +214,24 @@ class JobQueue:
             return [found for i in ids if (found := jobs.get(i) or runs.get(i)) is not None]
 
         return self._guard(fetch)
+
+    def depth(self) -> dict[str, int]:
+        """How many jobs wait (queued, scheduled for later, deferred), run, or failed, over every queue."""
+
+        def count() -> dict[str, int]:
+            totals = {"queued": 0, "scheduled": 0, "deferred": 0, "started": 0, "failed": 0}
+            for queue in self.queues.values():
+                totals["queued"] += queue.count
+                totals["scheduled"] += queue.scheduled_job_registry.count
+                totals["deferred"] += queue.deferred_job_registry.count
+                totals["started"] += queue.started_job_registry.count
+                totals["failed"] += queue.failed_job_registry.count
+            return totals
+
+        return self._guard(count)
+
+    def job_stats(self) -> dict[tuple[str, str], JobStats]:
+        return self._guard(lambda: read_job_stats(self.connection))
 
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
@@ -270,6 +291,7 @@ def enqueue_chunks(
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             meta={"project": str(project), "kind": f"run-{name}", "reason": run_id, "progress": {}, "log": []},
+            **CALLBACKS,
         )
 
 

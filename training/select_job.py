@@ -113,9 +113,4 @@ def ensure_tab(client: LabelStudioClient, project_id: int, title: str, field: st
         "ordering": [f"tasks:data.{field}"],
         "columnsDisplayType": {f"data.{field}": "Number"},
     }
-    for view in client.request("GET", "/api/dm/views", params={"project": project_id}).json():
-        if (view.get("data") or {}).get("title") == title:
-            return client.request(
-                "PATCH", f"/api/dm/views/{view['id']}", json={"project": project_id, "data": data}
-            ).json()
-    return client.request("POST", "/api/dm/views", json={"project": project_id, "data": data}).json()
+    return client.ensure_view(project_id, title, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +21,13 @@ from lensguard.launcher import (
     stop,
     wait_healthy,
 )
+from lensguard.postgres import PostgresDatabase
 from tests.services import redis_url
 
 LABEL_STUDIO_START_TIMEOUT = 300
+# Label Studio runs on PostgreSQL, as in production: a database of its own per test session (scripts/services.sh
+# starts a local server when none answers).
+POSTGRES_URL = os.environ.get("LENSGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def pytest_collection_modifyitems(items):
@@ -32,7 +37,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory) -> Iterator[LabelStudioLogin]:
+def label_studio_database() -> Iterator[PostgresDatabase]:
+    server = PostgresDatabase.from_url(POSTGRES_URL)
+    database = PostgresDatabase(**{**vars(server), "name": f"lensguard_e2e_{os.getpid()}_{secrets.token_hex(4)}"})
+    database.create()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory, label_studio_database) -> Iterator[LabelStudioLogin]:
     root = tmp_path_factory.mktemp("label-studio")
     port = free_port()
     login = LabelStudioLogin(
@@ -42,7 +58,7 @@ def label_studio(tmp_path_factory) -> Iterator[LabelStudioLogin]:
         token=secrets.token_hex(20),
     )
     log = root / "label-studio.log"
-    process = start_label_studio(port, root / "data", login, log)
+    process = start_label_studio(port, root / "data", login, log, label_studio_database.label_studio_env())
     try:
         wait_healthy(login.url, LABEL_STUDIO_START_TIMEOUT, process, log)
         yield login

@@ -62,7 +62,7 @@ def test_label_studio_gets_predictions_from_lensguard(ls_client, backend, tmp_pa
     ls_client.retrieve_predictions(project.id, [t["id"] for t in good_tasks])
     assert len(ls_client.predictions(project.id)) == 10
     auth = httpx.BasicAuth(*backend.basic_auth)
-    metrics = httpx.get(f"{backend.url}/metrics", auth=auth).json()
+    metrics = httpx.get(f"{backend.url}/metrics", params={"format": "json"}, auth=auth).json()
     assert metrics["tasks_failed"] >= 1 and metrics["tasks_predicted"] >= 10
     log = backend.log.read_text()
     assert backend.token not in log and backend.basic_auth[1] not in log

@@ -167,7 +167,7 @@ def test_bad_images_get_error_entries_and_the_rest_are_predicted(client, file_se
     assert "no 'image' field" in errors[6]
     assert errors[7] == "image unavailable: its host did not serve it"  # asked of Label Studio's resolve endpoint
     assert any(path.startswith("/tasks/7/resolve/?fileuri=") for path in file_server.seen_paths)
-    metrics = client.get("/metrics").json()
+    metrics = client.get("/metrics", params={"format": "json"}).json()
     assert metrics["tasks_failed"] == 6 and metrics["tasks_predicted"] == 2
 
 

@@ -24,7 +24,7 @@ from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EvalSplit
 from training.finetune import finetune, finetune_config
 from training.locks import project_lock
-from training.metrics import best_threshold, binary_metrics, save_report_plot
+from training.metrics import best_threshold, binary_metrics, metric_value, save_report_plot
 from training.progress import JobProgress
 
 
@@ -91,6 +91,9 @@ class ClassifierTrainer:
     def metrics(self, data: TrainingSet, frames: np.ndarray, p_dirty: np.ndarray) -> dict:
         """At the served threshold (0.5 after calibration and recentring): nothing is tuned on these frames."""
         return binary_metrics(data.labels[frames], p_dirty, 0.5)
+
+    def score(self, data: TrainingSet, frames: np.ndarray, p_dirty: np.ndarray) -> float | None:
+        return metric_value(self.metric, data.labels[frames], p_dirty)
 
     def write(
         self, model: CalibratedClassifier, directory: Path, data: TrainingSet, frames, predicted: dict, metrics: dict

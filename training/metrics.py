@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -25,6 +26,32 @@ def best_threshold(labels: np.ndarray, p_dirty: np.ndarray, target_recall: float
         return float(max(reaching)) if reaching else float(candidates.min())
     scores = [balanced_accuracy_score(labels, p_dirty >= t) for t in candidates]
     return float(candidates[int(np.argmax(scores))])
+
+
+def roc_auc(labels: np.ndarray, p_dirty: np.ndarray) -> float | None:
+    """ROC-AUC by the rank-sum (Mann-Whitney) formula, ties counted half: the same figure as scikit-learn's, fast
+    enough for a thousand bootstrap resamples."""
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        return None
+    ranks = rankdata(np.asarray(p_dirty, dtype=np.float64))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def metric_value(name: str, labels: np.ndarray, p_dirty: np.ndarray, threshold: float = 0.5) -> float | None:
+    """One figure of `binary_metrics`, computed alone (promotion bootstraps compute it many times)."""
+    labels = np.asarray(labels).astype(int)
+    if name == "roc_auc":
+        return roc_auc(labels, p_dirty)
+    predicted = (np.asarray(p_dirty) >= threshold).astype(int)
+    if name == "accuracy":
+        return float((predicted == labels).mean())
+    if name == "balanced_accuracy":
+        if len(np.unique(labels)) < 2:
+            return None
+        return float(np.mean([(predicted[labels == c] == c).mean() for c in (0, 1)]))
+    return binary_metrics(labels, p_dirty, threshold)[name]
 
 
 def binary_metrics(labels: np.ndarray, p_dirty: np.ndarray, threshold: float | None = None) -> dict:

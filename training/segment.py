@@ -81,13 +81,30 @@ def class_weights(masks: Sequence[np.ndarray]) -> np.ndarray:
     return (weights / weights.mean()).astype(np.float32)
 
 
+def confusion_of(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Pixel counts: rows true class, columns predicted class."""
+    return np.bincount(
+        true.ravel().astype(np.int64) * NUM_CLASSES + predicted.ravel(), minlength=NUM_CLASSES**2
+    ).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def class_iou(confusion: np.ndarray) -> list[float | None]:
+    """Per class; None for a class absent from both truth and prediction."""
+    true_positive = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - true_positive
+    return [float(tp / u) if u else None for tp, u in zip(true_positive, union, strict=True)]
+
+
+def mean_iou(confusion: np.ndarray) -> float | None:
+    present = [v for v in class_iou(confusion) if v is not None]
+    return float(np.mean(present)) if present else None
+
+
 def segmentation_metrics(true: Sequence[np.ndarray], predicted: Sequence[np.ndarray], grid=(4, 4)) -> dict:
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     tile_errors, tile_hits, tiles, frame_iou = [], 0, 0, []
     for t, p in zip(true, predicted, strict=True):
-        confusion += np.bincount(
-            t.ravel().astype(np.int64) * NUM_CLASSES + p.ravel(), minlength=NUM_CLASSES**2
-        ).reshape(NUM_CLASSES, NUM_CLASSES)
+        confusion += confusion_of(t, p)
         cover_t, cover_p = tile_coverage(t, grid), tile_coverage(p, grid)
         tile_errors.append(np.abs(cover_t[..., 1:] - cover_p[..., 1:]).mean())
         tile_hits += int((cover_t.argmax(-1) == cover_p.argmax(-1)).sum())
@@ -95,14 +112,11 @@ def segmentation_metrics(true: Sequence[np.ndarray], predicted: Sequence[np.ndar
         dirt_t, dirt_p = t > 0, p > 0
         union = (dirt_t | dirt_p).sum()
         frame_iou.append(float((dirt_t & dirt_p).sum() / union) if union else 1.0)
-    true_positive = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - true_positive
-    iou = [float(tp / u) if u else None for tp, u in zip(true_positive, union, strict=True)]
-    present = [v for v in iou if v is not None]
+    iou = class_iou(confusion)
     return {
         "iou": dict(zip(("clear", "transparent", "semi-transparent", "opaque"), iou, strict=True)),
-        "miou": float(np.mean(present)) if present else None,
-        "pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1)),
+        "miou": mean_iou(confusion),
+        "pixel_accuracy": float(np.diag(confusion).sum() / max(confusion.sum(), 1)),
         "dirt_iou_per_frame_mean": float(np.mean(frame_iou)) if frame_iou else None,
         "tile_coverage_mae": float(np.mean(tile_errors)) if tile_errors else None,
         "tile_accuracy": float(tile_hits / max(tiles, 1)),

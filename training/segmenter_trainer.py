@@ -14,13 +14,20 @@ from labelstudio.masks import frame_mask
 from labelstudio.tasks import latest_result
 from models.frames import ImageDecodeError, decode_image, image_size, resize_frame, resize_mask
 from models.registry import ModelVersion
-from models.segmenter import Segmenter
+from models.segmenter import NUM_CLASSES, Segmenter
 from serving.components import build_fetcher
 from settings import Settings
 from training.frames import fetch_in_chunks, task_image
 from training.grouping import assign_groups, dhash
 from training.progress import JobProgress
-from training.segment import SegmenterConfig, segmentation_metrics, segmenter_config, train_segmenter
+from training.segment import (
+    SegmenterConfig,
+    confusion_of,
+    mean_iou,
+    segmentation_metrics,
+    segmenter_config,
+    train_segmenter,
+)
 from training.synthetic import make_frames
 
 USABLE = ("masked", "clean")
@@ -57,6 +64,7 @@ class SegmenterTrainer:
         self.project_id = project_id
         self.settings = settings
         self.config: SegmenterConfig = segmenter_config(settings)
+        self._confusions: dict[tuple[int, int], np.ndarray] = {}
 
     def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> MaskedFrames | dict:
         if not tags.brush:
@@ -136,6 +144,16 @@ class SegmenterTrainer:
 
     def metrics(self, data: MaskedFrames, val: np.ndarray, predicted: list[np.ndarray]) -> dict:
         return segmentation_metrics([data.masks[i] for i in val], predicted, self.config.grid)
+
+    def score(self, data: MaskedFrames, frames: np.ndarray, predicted: list[np.ndarray]) -> float | None:
+        """Mean IoU from per-frame confusion matrices, each computed once (bootstraps resample them)."""
+        total = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+        for frame, mask in zip(frames, predicted, strict=True):
+            key = (int(frame), id(mask))
+            if key not in self._confusions:
+                self._confusions[key] = confusion_of(data.masks[frame], mask)
+            total += self._confusions[key]
+        return mean_iou(total)
 
     def write(
         self, model: Segmenter, directory: Path, data: MaskedFrames, val: np.ndarray, predicted: dict, metrics: dict

@@ -106,3 +106,17 @@ def test_calibration_on_an_inner_split_improves_log_loss_on_held_out_frames():
     served = thresholded(raw)
     assert ((served >= 0.5) == (thresholded.calibrated(raw) >= 0.7)).all(), "the chosen threshold serves at 0.5"
     assert (np.diff(served) >= 0).all(), "monotone: the ranking (and ROC-AUC) is unchanged"
+
+
+def test_the_fast_promotion_figures_equal_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from training.metrics import metric_value
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        labels, scores = rng.integers(2, size=40), np.round(rng.random(40), 1)  # ties included
+        assert metric_value("roc_auc", labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+        assert metric_value("balanced_accuracy", labels, scores) == pytest.approx(
+            balanced_accuracy_score(labels, scores >= 0.5)
+        )

@@ -10,8 +10,8 @@ from rq import SimpleWorker
 from backend.app import create_app
 from serving.components import build_serving
 from tests.services import redis_url
-from tests.unit.test_app import settings_for, tasks
-from training.queue import JobQueue
+from tests.unit.test_app import AUTH, settings_for, tasks
+from training.queue import JobQueue, JobSerializer
 
 REDIS_URL = redis_url(12)
 
@@ -46,7 +46,7 @@ def client(file_server, tmp_path, frames):
     for i, data in enumerate(frames):
         file_server.files[f"/data/upload/1/frame{i}.jpg"] = data
     settings = settings_for(file_server.url, tmp_path, redis_url=REDIS_URL, train_retries=0)
-    with TestClient(create_app(settings, build_serving(settings))) as test_client:
+    with TestClient(create_app(settings, build_serving(settings)), headers=AUTH) as test_client:
         yield test_client
     redis.Redis.from_url(REDIS_URL).flushdb()
 
@@ -91,7 +91,7 @@ def test_queue_depth_and_job_outcomes_by_kind(client):
     assert waiting[("lensguard_queue_jobs", labels(state="queued"))] == 2
     assert waiting[("lensguard_queue_up", labels())] == 1
 
-    SimpleWorker([queue.queue], connection=queue.connection).work(burst=True)
+    SimpleWorker([queue.queue], connection=queue.connection, serializer=JobSerializer).work(burst=True)
     queue.enqueue("tests.unit.test_metrics.promoted_job", (), project=2, kind="probe", reason="test")
     found = samples(client)
     assert found[("lensguard_queue_jobs", labels(state="queued"))] == 1
@@ -106,7 +106,7 @@ def test_queue_depth_and_job_outcomes_by_kind(client):
 
 def test_metrics_say_when_the_queue_is_down(file_server, tmp_path):
     settings = settings_for(file_server.url, tmp_path, redis_url="redis://127.0.0.1:9/0")
-    with TestClient(create_app(settings, build_serving(settings))) as test_client:
+    with TestClient(create_app(settings, build_serving(settings)), headers=AUTH) as test_client:
         found = samples(test_client)
     assert found[("lensguard_queue_up", labels())] == 0
     assert found[("lensguard_model_loaded", labels())] == 1

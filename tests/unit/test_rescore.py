@@ -16,7 +16,7 @@ from backend.app import create_app
 from models.clusters import CLUSTER_BITS, embedding_clusters, group_cluster
 from serving.components import build_serving
 from tests.services import redis_url
-from tests.unit.test_app import TOKEN, settings_for, tasks
+from tests.unit.test_app import AUTH, TOKEN, settings_for, tasks
 from training.claims import claim
 from training.queue import PREANNOTATE_QUEUE, JobSerializer, start_run
 from training.runs import RESCORE_SEQUENCE_KEY, Run
@@ -100,7 +100,7 @@ def test_claims_let_one_writer_per_task_and_version_and_a_retry_reclaims_its_own
 def test_predict_answers_nothing_for_tasks_a_batch_writer_claimed(image_server, tmp_path, connection):
     settings = settings_for(image_server.url, tmp_path, redis_url=REDIS_URL)
     label_config = SOILING_XML
-    with TestClient(create_app(settings, build_serving(settings))) as client:
+    with TestClient(create_app(settings, build_serving(settings)), headers=AUTH) as client:
         version = client.get("/health").json()["model_version"]
         assert claim(connection, 7, version, [2], "run-7-chunk-0", 60) == {2}
         body = {"tasks": tasks(3), "label_config": label_config, "project": "7.1717"}

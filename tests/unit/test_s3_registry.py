@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from models.active_models import ActiveModels
-from models.classifier import LinearProbe, load_classifier
+from models.classifier import LinearProbe
+from models.kinds import load_version
 from models.object_store_registry import ObjectStoreRegistry
 from models.registry import ModelRegistry, PromotionConflict, RegistryError, open_registry
 from tests.s3_server import s3_server, storage_options
@@ -64,7 +65,7 @@ def test_a_version_written_on_one_machine_is_served_on_another_without_shared_fi
     served = server.active(1, "probe")
     assert served.name == "probe-1" and served.path.is_relative_to(tmp_path / "server")
     assert served.config["encoder"] == "enc" and served.metrics == {"roc_auc": 0.5}
-    probe = load_classifier(served)
+    probe = load_version(served)
     assert probe.predict_proba(np.ones((1, 4)))[0] > 0.5
     assert (
         json.loads(fsspec.open(f"{url}/project-1/probe/active.json", **storage_options(endpoint)).open().read())[
@@ -152,7 +153,7 @@ def test_a_writer_killed_mid_upload_leaves_no_version(tmp_path, url, endpoint):
 
 def test_serving_notices_a_promotion_without_restart(tmp_path, url, endpoint):
     trainer = machine(url, endpoint, tmp_path / "trainer")
-    serving = ActiveModels(machine(url, endpoint, tmp_path / "server"), ["finetune", "probe"], load_classifier)
+    serving = ActiveModels(machine(url, endpoint, tmp_path / "server"), ["finetune", "probe"], load_version)
     assert serving.get("1") is None
     trainer.promote(write_probe(trainer, "probe-1", [1, 1, 1, 1]), "first", expected=None)
     assert serving.get("1")[0].name == "probe-1"

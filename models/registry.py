@@ -294,16 +294,20 @@ class ModelRegistry(Registry):
 
 
 def open_registry(
-    location: str | Path, storage_options: dict | None = None, cache_dir: str | Path | None = None
+    location: str | Path,
+    storage_options: dict | None = None,
+    cache_dir: str | Path | None = None,
+    poll_seconds: float = 5.0,
 ) -> Registry:
     """A directory (or file:// URL) gives the local registry; any other fsspec URL (s3://bucket/prefix, ...)
-    the object-store registry, which downloads the versions it serves into `cache_dir`."""
+    the object-store registry, which downloads the versions it serves into `cache_dir` and whose pointer
+    serving polls every `poll_seconds`."""
     text = str(location)
     if "://" not in text or text.startswith("file://"):
         return ModelRegistry(text.removeprefix("file://"))
     from models.object_store_registry import ObjectStoreRegistry
 
-    return ObjectStoreRegistry(text, storage_options or {}, cache_dir)
+    return ObjectStoreRegistry(text, storage_options or {}, cache_dir, poll_seconds)
 
 
 def _alive(pid: int) -> bool:

@@ -13,7 +13,7 @@ from models.active_models import ActiveModels
 from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelRegistry, ModelVersion
+from models.registry import ModelVersion
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -23,7 +23,7 @@ from models.zero_shot import (
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 from serving.service import PredictionService
-from settings import Settings, config_for
+from settings import Settings, config_for, open_model_registry
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def build_serving(settings: Settings) -> Serving:
         log.warning(warning)
     cache = EmbeddingCache(settings.embedding_cache_path)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     encoder = scorer.encoder_identity
 
     def same_encoder(version: ModelVersion) -> bool:

@@ -12,7 +12,7 @@ from models.classifier import Classifier, LinearProbe
 from models.embedding_cache import EmbeddingCache
 from models.kinds import CLASSIFIER_KINDS
 from models.pipeline import SoilingPipeline
-from models.registry import ModelVersion
+from models.registry import ModelVersion, Registry
 from models.zero_shot import shared_zero_shot_scorer
 from serving.components import build_fetcher, zero_shot_config
 from settings import Settings
@@ -77,8 +77,14 @@ class ClassifierTrainer:
         return {**config, "threshold": metrics[self.kind]["threshold"]}
 
     def recorded(
-        self, version: ModelVersion, data: TrainingSet, score: float | None, promoted: bool, progress: JobProgress
+        self,
+        registry: Registry,
+        version: ModelVersion,
+        data: TrainingSet,
+        score: float | None,
+        promoted: bool,
+        progress: JobProgress,
     ) -> None:
         human = [e.task for e in data.examples if e.source == "human"]
-        curve = learning_curve.record(version.path.parent, version.name, human, score, promoted)
+        curve = learning_curve.record(registry, version.project, version.kind, version.name, human, score, promoted)
         progress.log(f"learning curve: {curve['labels']} labels (+{curve['added']}, picked by {curve['added_by']})")

@@ -11,8 +11,8 @@ from rq import get_current_job
 
 from labelstudio.label_config import SoilingTags
 from models.kinds import MODEL_KINDS, load_version
-from models.registry import ModelRegistry, version_name
-from settings import Settings, get_settings
+from models.registry import PromotionConflict, Registry, version_name
+from settings import Settings, get_settings, open_model_registry
 from training.export import export_project
 from training.grouping import SplitError, grouped_split
 from training.progress import JobProgress
@@ -50,7 +50,9 @@ class Trainer(Protocol):
     def write(self, model: Any, directory, data: Any, val: np.ndarray, predicted: dict, metrics: dict) -> dict:
         """Save the model and its report into `directory`; returns the version's config."""
 
-    def recorded(self, version, data: Any, score: float | None, promoted: bool, progress: JobProgress) -> None:
+    def recorded(
+        self, registry: Registry, version, data: Any, score: float | None, promoted: bool, progress: JobProgress
+    ) -> None:
         """After the version is written: the loop's record (learning curve)."""
 
 
@@ -88,7 +90,7 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
     model = trainer.fit(data, train, val, progress)
     progress.stage("evaluating on the validation split")
     predicted = {kind: trainer.predict(model, data, val), **trainer.baselines(data, val)}
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     active = registry.active(project_id, kind)
     if active is not None:
         try:
@@ -118,12 +120,20 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
         return {**trainer.write(model, directory, data, val, predicted, metrics), "project": project_id}
 
     version = registry.write_version(project_id, kind, name, write, document)
-    trainer.recorded(version, data, new_score, promote, progress)
     if promote:
-        registry.promote(version, f"{metric} {new_score} > active {active_score}" if active else "first version")
-        progress.log(f"promoted {name}: {metric} {new_score} (active was {active_score})")
+        try:  # only if the active version is still the one it was compared with
+            registry.promote(
+                version,
+                f"{metric} {new_score} > active {active_score}" if active else "first version",
+                expected=getattr(active, "name", None),
+            )
+            progress.log(f"promoted {name}: {metric} {new_score} (active was {active_score})")
+        except PromotionConflict as exc:
+            promote = False
+            progress.log(f"kept {name} unpromoted: {exc}")
     else:
         progress.log(f"kept {name} unpromoted: {metric} {new_score} <= active {active_score}")
+    trainer.recorded(registry, version, data, new_score, promote, progress)
     return {
         "status": "promoted" if promote else "kept",
         "version": name,

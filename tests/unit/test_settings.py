@@ -68,7 +68,7 @@ def test_a_setting_can_come_from_a_file_and_a_variable_wins_over_it(tmp_path, mo
     monkeypatch.setenv("LENSGUARD_LABEL_STUDIO_API_KEY", "from-variable")
     assert Settings(_env_file=None).label_studio_api_key.get_secret_value() == "from-variable"
     monkeypatch.setenv("LENSGUARD_S3_SECRET_ACCESS_KEY_FILE", str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="LENSGUARD_S3_SECRET_ACCESS_KEY_FILE=.*No such file"):
+    with pytest.raises(ValueError, match=r"LENSGUARD_S3_SECRET_ACCESS_KEY_FILE=.*No such file"):
         Settings(_env_file=None)
 
 

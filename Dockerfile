@@ -5,9 +5,14 @@ WORKDIR /app
 RUN pip install --no-cache-dir uv==0.13.8
 COPY requirements.lock pyproject.toml README.md ./
 RUN uv pip install --system --no-cache -r requirements.lock
+COPY lensguard lensguard
 COPY backend backend
-COPY models models
 COPY training training
+COPY serving serving
+COPY labelstudio labelstudio
+COPY settings settings
+COPY models models
+COPY benchmarks benchmarks
 COPY labeling_config labeling_config
 RUN uv pip install --system --no-cache --no-deps -e .
 # Runs as an unprivileged user. The folders that compose mounts named volumes on belong to it, so a fresh

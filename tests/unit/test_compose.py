@@ -194,3 +194,28 @@ def test_the_dockerfile_runs_unprivileged_with_a_health_check():
             for source in arg.split()[:-1]:
                 if not source.startswith("--"):
                     assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
+
+
+def test_every_lensguard_command_the_stack_runs_exists():
+    from lensguard.cli import build_parser
+
+    parser = build_parser()
+    commands = [s["command"] for s in yaml.safe_load(COMPOSE.read_text())["services"].values() if "build" in s]
+    checks = [
+        s["healthcheck"]["test"][1:]
+        for s in yaml.safe_load(COMPOSE.read_text())["services"].values()
+        if "build" in s and "healthcheck" in s
+    ]
+    health = next(arg for k, arg in dockerfile_instructions() if k == "HEALTHCHECK")
+    checks.append(json.loads(health.split("CMD", 1)[1]))
+    for argv in commands + checks:
+        assert argv[0] == "lensguard"
+        parser.parse_args(argv[1:])  # exits (SystemExit) on an unknown command or option
+
+
+def test_the_image_holds_every_package_the_project_installs():
+    import tomllib
+
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {arg.split()[0] for k, arg in dockerfile_instructions() if k == "COPY"}
+    assert {p.rstrip("*") for p in packages} <= copied

@@ -51,7 +51,7 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
 def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
     """The API client for jobs; `purpose` says in the error what cannot be done without a token."""
     if not settings.label_studio_api_key:
-        raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY is not set: {purpose}")
+        raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY (or _FILE) is not set: {purpose}")
     return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
 
 
@@ -72,7 +72,7 @@ def build_serving(settings: Settings) -> Serving:
         serving.warnings.append(f"{settings.clip_model} has RANDOM weights: predictions are meaningless")
     if not settings.label_studio_api_key:
         serving.warnings.append(
-            "LENSGUARD_LABEL_STUDIO_API_KEY is not set: images stored in Label Studio cannot be fetched"
+            "LENSGUARD_LABEL_STUDIO_API_KEY (or _FILE) is not set: images stored in Label Studio cannot be fetched"
         )
     for warning in serving.warnings:
         log.warning(warning)

@@ -38,7 +38,7 @@ def s3_stack(label_studio, ls_pat, tmp_path_factory):
             s3_secret_access_key="testing",
             model_poll_seconds="1",
         )
-        with launch_backend(label_studio, ls_pat, root / "backend", **settings) as backend:
+        with launch_backend(label_studio, ls_pat, root, **settings) as backend:
             worker_env = {**backend.env, "LENSGUARD_DATA_DIR": str(root / "worker")}  # a machine of its own
             worker = start_worker(worker_env, root / "worker.log")
             try:

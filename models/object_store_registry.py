@@ -152,19 +152,17 @@ class ObjectStoreRegistry(Registry):
         return _stamp(info)
 
     def _read_pointer(self, project: str, kind: str) -> tuple[bytes | None, Hashable | None]:
-        """The pointer's content and its ETag, from one GET on S3; elsewhere the stamp is read before the
-        content, so a write in between makes the later conditional write fail rather than go through."""
+        """The pointer's content and a token: its ETag from the same GET on S3, elsewhere the content's hash
+        (stores differ in which metadata changes on a rewrite)."""
         path = self._pointer_path(project, kind)
-        if self._s3:
-            try:
-                return sync(self.fs.loop, self._get_with_etag, path)
-            except FileNotFoundError:
-                return None, None
-        token = self.pointer_stamp(project, kind)
         try:
-            return self.fs.cat_file(path), token
+            if self._s3:
+                return sync(self.fs.loop, self._get_with_etag, path)
+            self.fs.invalidate_cache(path)
+            data = self.fs.cat_file(path)
         except FileNotFoundError:
             return None, None
+        return data, hashlib.sha256(data).hexdigest()
 
     async def _get_with_etag(self, path: str) -> tuple[bytes, str]:
         bucket, key, _ = self.fs.split_path(path)
@@ -187,7 +185,7 @@ class ObjectStoreRegistry(Registry):
                 if not _not_implemented(exc):
                     raise
                 self._give_up_conditions(exc)
-        if self.pointer_stamp(project, kind) != token:  # on S3 both are the ETag
+        if self._read_pointer(project, kind)[1] != token:
             raise PointerChanged
         self.fs.pipe_file(path, data)
         self.fs.invalidate_cache(path)
@@ -230,10 +228,12 @@ class ObjectStoreRegistry(Registry):
 
 
 def _stamp(info: dict) -> Hashable:
+    """What changes when an object is rewritten: its ETag where the store has one, else its times and size."""
     etag = info.get("ETag") or info.get("etag")
     if etag:
         return etag
-    return str(info.get("mtime") or info.get("LastModified") or info.get("last_modified")), info.get("size")
+    keys = ("generation", "md5Hash", "mtime", "LastModified", "last_modified", "created", "size")
+    return tuple(str(info.get(key)) for key in keys)
 
 
 def _modified(info: dict) -> float:

@@ -170,11 +170,14 @@ def test_serving_notices_a_promotion_without_restart(tmp_path, url, endpoint):
 
 def test_promotion_is_checked_on_stores_without_conditional_writes(tmp_path):
     """fsspec backends other than S3 get the documented check-then-write with re-read (here: memory://)."""
-    registry = ObjectStoreRegistry(f"memory://registry-{uuid.uuid4().hex[:8]}", {}, tmp_path)
+    registry = ObjectStoreRegistry(f"memory://registry-{uuid.uuid4().hex[:8]}", {}, tmp_path, poll_seconds=0)
+    serving = ActiveModels(registry, ["probe"], load_version)
     first = write_probe(registry, "probe-1", [1, 1, 1, 1])
     second = write_probe(registry, "probe-2", [0, 0, 0, 0])
     registry.promote(first, "first", expected=None)
+    assert serving.get("1")[0].name == "probe-1"
     with pytest.raises(PromotionConflict, match="active is probe-1"):
         registry.promote(second, "stale view", expected=None)
     registry.promote(second, "better", expected="probe-1")
     assert registry.active(1, "probe").name == "probe-2"
+    assert serving.get("1")[0].name == "probe-2", "the pointer's metadata changed with the rewrite"

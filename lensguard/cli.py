@@ -41,12 +41,11 @@ def _worker(args: argparse.Namespace) -> None:
     from rq import Worker
 
     from lensguard.worker import HeartbeatWorker
-    from models.registry import ModelRegistry
-    from settings import get_settings
+    from settings import get_settings, open_model_registry
     from training.queue import QUEUE_NAMES, JobSerializer, connect, job_queue
 
     settings = get_settings()
-    removed = ModelRegistry(settings.registry_path).clean_staging()
+    removed = open_model_registry(settings).clean_staging()
     if removed:
         logging.info("removed %d half-written model versions left by killed workers", removed)
     connection = connect(settings.redis_url)
@@ -234,6 +233,35 @@ def _secrets(args: argparse.Namespace) -> None:
     print(f"backend credentials in {args.directory} (delete a file and rerun to rotate it)", flush=True)
 
 
+def _init(args: argparse.Namespace) -> None:
+    from labelstudio.admin import AdminLoginError, ensure_token_file
+    from settings import get_settings
+
+    settings = get_settings()
+    email = os.environ.get("LABEL_STUDIO_USERNAME")
+    password = os.environ.get("LABEL_STUDIO_PASSWORD")
+    if not password and os.environ.get("LABEL_STUDIO_PASSWORD_FILE"):
+        password = Path(os.environ["LABEL_STUDIO_PASSWORD_FILE"]).read_text().strip()
+    if not email or not password:
+        sys.exit("lensguard init: set LABEL_STUDIO_USERNAME and LABEL_STUDIO_PASSWORD (the Label Studio admin)")
+    token_file = args.token_file or settings.data_dir / "label-studio-token"
+    try:
+        outcome = ensure_token_file(settings.label_studio_url, email, password, token_file, args.wait)
+    except AdminLoginError as exc:
+        sys.exit(f"lensguard init: {exc}")
+    print(f"lensguard init: {outcome} the personal access token of {email} in {token_file}")
+
+
+def _health(args: argparse.Namespace) -> None:
+    from lensguard.health import backend_health, worker_health
+    from settings import get_settings
+
+    settings = get_settings()
+    healthy, detail = worker_health(settings.redis_url) if args.worker else backend_health(settings.port)
+    print(detail)
+    sys.exit(0 if healthy else 1)
+
+
 def _echo(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -275,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training)",
     )
     worker.set_defaults(func=_worker)
+
+    init = commands.add_parser(
+        "init", help="create the personal access token of the Label Studio admin (LABEL_STUDIO_USERNAME/_PASSWORD)"
+    )
+    init.add_argument("--token-file", type=Path, help="where to write it, mode 600 (default: <data dir>/...)")
+    init.add_argument("--wait", type=float, default=300, help="seconds to wait for Label Studio to be up")
+    init.set_defaults(func=_init)
+
+    health = commands.add_parser("health", help="exit 0 when the backend here answers /health (container check)")
+    health.add_argument("--worker", action="store_true", help="check this host's worker is registered in Redis")
+    health.set_defaults(func=_health)
 
     train = commands.add_parser("train", help="train a classifier for a Label Studio project")
     train.add_argument("--project", type=int, required=True)

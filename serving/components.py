@@ -4,6 +4,7 @@ reported error, not a crash."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from labelstudio.client import LabelStudioClient
@@ -13,7 +14,7 @@ from models.active_models import ActiveModels
 from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelRegistry, ModelVersion
+from models.registry import ModelVersion
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -23,7 +24,7 @@ from models.zero_shot import (
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 from serving.service import PredictionService
-from settings import Settings, config_for
+from settings import Settings, config_for, open_model_registry
 
 log = logging.getLogger(__name__)
 SERVED_FILE = "served.json"  # per project: the classifier kind that was best on its frozen evaluation set
@@ -54,7 +55,7 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
 def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
     """The API client for jobs; `purpose` says in the error what cannot be done without a token."""
     if not settings.label_studio_api_key:
-        raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY is not set: {purpose}")
+        raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY (or _FILE) is not set: {purpose}")
     return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
 
 
@@ -75,13 +76,13 @@ def build_serving(settings: Settings) -> Serving:
         serving.warnings.append(f"{settings.clip_model} has RANDOM weights: predictions are meaningless")
     if not settings.label_studio_api_key:
         serving.warnings.append(
-            "LENSGUARD_LABEL_STUDIO_API_KEY is not set: images stored in Label Studio cannot be fetched"
+            "LENSGUARD_LABEL_STUDIO_API_KEY (or _FILE) is not set: images stored in Label Studio cannot be fetched"
         )
     for warning in serving.warnings:
         log.warning(warning)
     cache = EmbeddingCache(settings.embedding_cache_path)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     encoder = scorer.encoder_identity
 
     def same_encoder(version: ModelVersion) -> bool:
@@ -90,8 +91,16 @@ def build_serving(settings: Settings) -> Serving:
             log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
         return trained_on == encoder
 
+    read_at: dict[str, tuple[float, str | None]] = {}  # per project: when served.json was read, and its kind
+
     def best_kind(project: str) -> str | None:
-        return ((registry.read_project_file(project, SERVED_FILE) or {}).get("classifier") or {}).get("kind")
+        """The classifier kind best on the project's evaluation set, re-read at most every poll interval."""
+        when, kind = read_at.get(project, (float("-inf"), None))
+        if time.monotonic() - when >= registry.poll_seconds:
+            record = registry.read_project_file(project, SERVED_FILE) or {}
+            kind = (record.get("classifier") or {}).get("kind")
+            read_at[project] = (time.monotonic(), kind)
+        return kind
 
     classifiers = ActiveModels(
         registry, settings.serve_kinds, lambda v: load_version(v, settings.device), same_encoder, best_kind

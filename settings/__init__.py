@@ -8,12 +8,14 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from models.registry import Registry, open_registry
 from models.verdict import CombineMode
+from settings.secret_files import SecretFileSettings
 
 log = logging.getLogger(__name__)
 Config = TypeVar("Config")
@@ -127,7 +129,14 @@ class Settings(BaseSettings):
 
     # Local state: embedding cache, model registry
     data_dir: Path = Path(".lensguard")
-    model_dir: Path | None = None
+    model_dir: str | None = None  # a directory, or an object store URL such as s3://bucket/prefix
+    model_cache_dir: Path | None = None  # local copies of object-store versions (default <data dir>/model-cache)
+    model_poll_seconds: float = 5.0  # how often serving looks for a promotion in an object store
+    model_storage_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options (JSON), any store
+    s3_endpoint_url: str | None = None  # S3-compatible stores (MinIO, Ceph...); unset: AWS
+    s3_access_key_id: str | None = None  # unset: the AWS credential chain (AWS_* variables, instance role)
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str | None = None
 
     @field_validator("allowed_image_hosts", "allowed_image_networks", "serve_kinds", "auto_train_kinds", mode="before")
     @classmethod
@@ -167,13 +176,50 @@ class Settings(BaseSettings):
         return self.data_dir / "embeddings.sqlite3"
 
     @property
-    def registry_path(self) -> Path:
-        return self.model_dir or self.data_dir / "models"
+    def registry_location(self) -> str:
+        return self.model_dir or str(self.data_dir / "models")
+
+    def registry_storage_options(self) -> dict[str, Any]:
+        options = dict(self.model_storage_options)
+        if not self.registry_location.startswith(("s3://", "s3a://")):
+            return options
+        if self.s3_endpoint_url:
+            options.setdefault("endpoint_url", self.s3_endpoint_url)
+            options.setdefault("config_kwargs", {"s3": {"addressing_style": "path"}})  # what MinIO and most want
+        if self.s3_access_key_id:
+            options.setdefault("key", self.s3_access_key_id)
+        if self.s3_secret_access_key:
+            options.setdefault("secret", self.s3_secret_access_key.get_secret_value())
+        if self.s3_region:
+            options.setdefault("client_kwargs", {"region_name": self.s3_region})
+        return options
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """A variable wins over its LENSGUARD_<NAME>_FILE twin, which wins over the .env file."""
+        return init_settings, env_settings, SecretFileSettings(settings_cls), dotenv_settings, file_secret_settings
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def open_model_registry(settings: Settings) -> Registry:
+    """The model registry the settings name: a local directory, or an object store with a local cache."""
+    return open_registry(
+        settings.registry_location,
+        settings.registry_storage_options(),
+        settings.model_cache_dir or settings.data_dir / "model-cache",
+        settings.model_poll_seconds,
+    )
 
 
 def config_for(settings: Settings, config_class: type[Config], prefix: str = "", **renamed: str) -> Config:

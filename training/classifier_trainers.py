@@ -15,10 +15,10 @@ from models.classifier import Classifier, LinearProbe
 from models.embedding_cache import EmbeddingCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelRegistry, ModelVersion
+from models.registry import ModelVersion, Registry
 from models.zero_shot import shared_zero_shot_scorer
 from serving.components import SERVED_FILE, build_fetcher, zero_shot_config
-from settings import Settings
+from settings import Settings, open_model_registry
 from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EvalSplit
@@ -42,7 +42,7 @@ class ClassifierTrainer:
         """Pixels for a fine-tune, or to score an active fine-tune when the served classifier is re-decided."""
         if CLASSIFIER_KINDS[self.kind].needs == "pixels":
             return True
-        registry = ModelRegistry(self.settings.registry_path)
+        registry = open_model_registry(self.settings)
         return "finetune" in self.settings.serve_kinds and registry.active(self.project_id, "finetune") is not None
 
     def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> TrainingSet | dict:
@@ -103,13 +103,19 @@ class ClassifierTrainer:
         return {**config, "threshold": model.calibration.threshold}
 
     def recorded(
-        self, version: ModelVersion, data: TrainingSet, score: float | None, promoted: bool, progress: JobProgress
+        self,
+        registry: Registry,
+        version: ModelVersion,
+        data: TrainingSet,
+        score: float | None,
+        promoted: bool,
+        progress: JobProgress,
     ) -> None:
         human = [e.task for e in data.examples if e.source == "human"]
-        curve = learning_curve.record(version.path.parent, version.name, human, score, promoted)
+        curve = learning_curve.record(registry, version.project, version.kind, version.name, human, score, promoted)
         progress.log(f"learning curve: {curve['labels']} labels (+{curve['added']}, picked by {curve['added_by']})")
 
-    def promoted(self, registry: ModelRegistry, data: TrainingSet, split: EvalSplit, progress: JobProgress) -> None:
+    def promoted(self, registry: Registry, data: TrainingSet, split: EvalSplit, progress: JobProgress) -> None:
         """The classifier that serves is the best active one on the frozen set, whatever its kind."""
         frames = split.evaluation
         scores: dict[str, dict] = {}

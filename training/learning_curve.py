@@ -4,12 +4,12 @@ the registry."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+
+from models.registry import Registry
 
 STRATEGY_PREFIX = "lensguard_"
 
@@ -25,9 +25,13 @@ def picked_by(tasks: list[dict]) -> dict[str, int]:
     return dict(counts)
 
 
-def record(kind_dir: Path, version: str, labelled_tasks: list[dict], roc_auc: float | None, promoted: bool) -> dict:
-    path = kind_dir / "learning_curve.json"
-    history = json.loads(path.read_text()) if path.exists() else []
+def record(
+    registry: Registry, project: str | int, kind: str, version: str, labelled_tasks: list[dict], roc_auc, promoted: bool
+) -> dict:
+    """Appends this retraining to the kind's `learning_curve.json` (and redraws `learning_curve.png`), kept in the
+    registry next to the versions, so it is shared by every worker however the registry is stored."""
+    stored = registry.read_kind_file(project, kind, "learning_curve.json")
+    history = json.loads(stored) if stored else []
     previous = history[-1] if history else {"labels": 0, "picked_by": {}}
     counts = picked_by(labelled_tasks)
     entry = {
@@ -43,15 +47,12 @@ def record(kind_dir: Path, version: str, labelled_tasks: list[dict], roc_auc: fl
         "promoted": promoted,
     }
     history.append(entry)
-    fd, tmp = tempfile.mkstemp(dir=kind_dir, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(history, handle, indent=2)
-    os.replace(tmp, path)
-    _plot(kind_dir / "learning_curve.png", history)
+    registry.write_kind_file(project, kind, "learning_curve.json", json.dumps(history, indent=2).encode())
+    registry.write_kind_file(project, kind, "learning_curve.png", _plot(history))
     return entry
 
 
-def _plot(path: Path, history: list[dict]) -> None:
+def _plot(history: list[dict]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,8 +70,7 @@ def _plot(path: Path, history: list[dict]) -> None:
     axis.set(xlabel="labelled frames", ylabel="ROC-AUC, frozen evaluation set", title="active-learning loop")
     axis.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=90)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
+    return image.getvalue()

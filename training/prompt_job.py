@@ -13,11 +13,11 @@ from rq import get_current_job
 from models.embedding_cache import EmbeddingCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelRegistry, ModelVersion, version_name
+from models.registry import ModelVersion, version_name
 from models.zero_shot import PromptSet, ZeroShotConfig, load_prompt_set, shared_zero_shot_scorer
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_set
 from serving.components import build_fetcher, zero_shot_config
-from settings import Settings, get_settings
+from settings import Settings, get_settings, open_model_registry
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EVAL_SET_FILE
 from training.export import export_project
@@ -85,7 +85,7 @@ def run_prompt_eval(
     models = models or [serving_spec]
     tags, tasks = export_project(project_id, settings, progress)
     fetcher = build_fetcher(settings)
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     active = [v for kind in CLASSIFIER_KINDS if (v := registry.active(project_id, kind)) is not None]
 
     per_model: list[tuple[str, object, TrainingSet]] = []
@@ -159,7 +159,7 @@ def run_prompt_eval(
             [task_ids[i] for i in report],
             recommended,
             extra,
-            final_dir=registry.version_path(project_id, EVAL_KIND, name),
+            final_dir=registry.version_location(project_id, EVAL_KIND, name),
         )
         (directory / "recommended-prompts.json").write_text(
             json.dumps(recommended.as_prompt_set(base).to_json(), indent=2)
@@ -228,7 +228,7 @@ def _classifier_rows(
 def use_prompt_set(project_id: int, path: Path, settings: Settings) -> ModelVersion:
     """Make a prompt set (with its threshold) the one /predict serves for the project."""
     prompt_set: PromptSet = load_prompt_set(path)
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     name = version_name(PROMPTS_KIND, prompt_set.digest.encode())
 
     def write(directory: Path) -> dict:

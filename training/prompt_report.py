@@ -93,7 +93,7 @@ def write_report(
     task_ids: list,
     recommended: Candidate | None,
     extra: dict,
-    final_dir: Path | None = None,
+    final_dir: Path | str | None = None,
 ) -> tuple[Path, Path]:
     """`final_dir`: where the report lives once its version is written (out_dir may be a staging folder)."""
     final_dir = final_dir or out_dir
@@ -118,7 +118,7 @@ def write_report(
     recommendation = (
         f"<p><b>Recommended:</b> {html.escape(recommended.name)} on {html.escape(recommended.model)} "
         f"(report ROC-AUC {recommended.metrics['roc_auc']:.3f}, threshold {recommended.threshold:.3f}); "
-        f"serve it with <code>lensguard prompts use {final_dir / 'recommended-prompts.json'} --project {project}"
+        f"serve it with <code>lensguard prompts use {final_dir}/recommended-prompts.json --project {project}"
         "</code>.</p>"
         if recommended
         else ""

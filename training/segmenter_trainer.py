@@ -13,7 +13,7 @@ from labelstudio.label_config import SoilingTags
 from labelstudio.masks import frame_mask
 from labelstudio.tasks import latest_result
 from models.frames import ImageDecodeError, decode_image, image_size, resize_frame, resize_mask
-from models.registry import ModelVersion
+from models.registry import ModelVersion, Registry
 from models.segmenter import NUM_CLASSES, Segmenter
 from serving.components import build_fetcher
 from settings import Settings
@@ -167,7 +167,9 @@ class SegmenterTrainer:
         )
         return {**model.save(directory), "grid": list(self.config.grid)}
 
-    def recorded(self, version: ModelVersion, data, score, promoted: bool, progress: JobProgress) -> None:
+    def recorded(
+        self, registry: Registry, version: ModelVersion, data, score, promoted: bool, progress: JobProgress
+    ) -> None:
         return None
 
     def promoted(self, registry, data, evaluation, progress: JobProgress) -> None:

@@ -12,9 +12,9 @@ from rq import get_current_job
 
 from labelstudio.label_config import SoilingTags
 from models.kinds import MODEL_KINDS, load_version
-from models.registry import ModelRegistry, ModelVersion, version_name
+from models.registry import ModelVersion, PromotionConflict, Registry, version_name
 from models.weights import WeightsUnavailableError
-from settings import Settings, get_settings
+from settings import Settings, get_settings, open_model_registry
 from training.eval_set import EvalSetError, EvalSplit, update_eval_set
 from training.export import export_project
 from training.grouping import SplitError, grouped_split
@@ -64,10 +64,12 @@ class Trainer(Protocol):
     def write(self, model: Any, directory, data: Any, frames: np.ndarray, predicted: dict, metrics: dict) -> dict:
         """Save the model and its report into `directory`; returns the version's config."""
 
-    def recorded(self, version, data: Any, score: float | None, promoted: bool, progress: JobProgress) -> None:
-        """After the version is written: the loop's record (learning curve)."""
+    def recorded(
+        self, registry: Registry, version, data: Any, score: float | None, promoted: bool, progress: JobProgress
+    ) -> None:
+        """After the promotion decision: the loop's record (learning curve)."""
 
-    def promoted(self, registry: ModelRegistry, data: Any, evaluation: EvalSplit, progress: JobProgress) -> None:
+    def promoted(self, registry: Registry, data: Any, evaluation: EvalSplit, progress: JobProgress) -> None:
         """After every promotion decision: what serves (e.g. the best classifier across kinds)."""
 
 
@@ -107,7 +109,7 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
     data = trainer.dataset(tags, tasks, progress)
     if isinstance(data, dict):
         return data
-    registry = ModelRegistry(settings.registry_path)
+    registry = open_model_registry(settings)
     try:
         with project_lock(settings.redis_url, f"eval-set:{project_id}"):
             split = update_eval_set(
@@ -166,7 +168,7 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
         promote, why = decide(new_score, active.name if "active" in predicted else None, compared)
         random_init = bool(getattr(model, "random_init", False))
         name = version_name(kind, model.digest()) + ("-randominit" if random_init else "")
-        if registry.version_path(project_id, kind, name).exists():  # the same model, trained twice at once
+        if registry.has_version(project_id, kind, name):  # the same model, trained twice at once
             progress.log(f"{name} exists already (identical model from a concurrent run): nothing to write")
             return {"status": "kept", "version": name, "detail": "identical to an existing version"}
         document = {
@@ -187,9 +189,12 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
             return {**trainer.write(model, directory, data, evaluation, predicted, metrics), "project": project_id}
 
         version: ModelVersion = registry.write_version(project_id, kind, name, write, document)
-        trainer.recorded(version, data, new_score, promote, progress)
         if promote:
-            registry.promote(version, why)
+            try:  # a compare-and-swap too: the lock covers this registry's workers, the swap any writer
+                registry.promote(version, why, expected=getattr(active, "name", None))
+            except PromotionConflict as exc:
+                promote, why = False, str(exc)
+        trainer.recorded(registry, version, data, new_score, promote, progress)
     progress.log(f"{'promoted' if promote else 'kept'} {name}: {metric} {new_score} (active {active_score}); {why}")
     trainer.promoted(registry, data, split, progress)
     if promote:  # the queue follows the model: re-score unlabelled tasks, then switch the project's model_version

@@ -6,9 +6,11 @@ import dataclasses
 
 import pytest
 
+from models.object_store_registry import ObjectStoreRegistry
+from models.registry import ModelRegistry
 from models.zero_shot import ZeroShotConfig
 from serving.components import zero_shot_config
-from settings import Settings
+from settings import Settings, open_model_registry
 from training.finetune import FinetuneConfig, finetune_config
 from training.segment import SegmenterConfig, segmenter_config
 
@@ -52,3 +54,41 @@ def test_a_malformed_size_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LENSGUARD_SEGMENTER_TILES", "2by2")
     with pytest.raises(ValueError, match="AxB"):
         Settings(_env_file=None)
+
+
+def test_a_setting_can_come_from_a_file_and_a_variable_wins_over_it(tmp_path, monkeypatch):
+    token = tmp_path / "label-studio-token"
+    token.write_text("pat-from-file\n")
+    (tmp_path / "redis").write_text("redis://:pw@redis:6379/0")
+    monkeypatch.setenv("LENSGUARD_LABEL_STUDIO_API_KEY_FILE", str(token))
+    monkeypatch.setenv("LENSGUARD_REDIS_URL_FILE", str(tmp_path / "redis"))
+    settings = Settings(_env_file=None)
+    assert settings.label_studio_api_key.get_secret_value() == "pat-from-file"
+    assert settings.redis_url == "redis://:pw@redis:6379/0"
+    monkeypatch.setenv("LENSGUARD_LABEL_STUDIO_API_KEY", "from-variable")
+    assert Settings(_env_file=None).label_studio_api_key.get_secret_value() == "from-variable"
+    monkeypatch.setenv("LENSGUARD_S3_SECRET_ACCESS_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"LENSGUARD_S3_SECRET_ACCESS_KEY_FILE=.*No such file"):
+        Settings(_env_file=None)
+
+
+def test_the_registry_is_local_by_default_and_on_s3_with_the_endpoint_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENSGUARD_DATA_DIR", str(tmp_path))
+    local = open_model_registry(Settings(_env_file=None))
+    assert isinstance(local, ModelRegistry) and local.root == tmp_path / "models"
+    (tmp_path / "secret").write_text("s3-secret")
+    monkeypatch.setenv("LENSGUARD_MODEL_DIR", "s3://lensguard-models/registry")
+    monkeypatch.setenv("LENSGUARD_S3_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("LENSGUARD_S3_ACCESS_KEY_ID", "lensguard")
+    monkeypatch.setenv("LENSGUARD_S3_SECRET_ACCESS_KEY_FILE", str(tmp_path / "secret"))
+    monkeypatch.setenv("LENSGUARD_MODEL_POLL_SECONDS", "2")
+    settings = Settings(_env_file=None)
+    assert settings.registry_storage_options() == {
+        "endpoint_url": "http://minio:9000",
+        "config_kwargs": {"s3": {"addressing_style": "path"}},
+        "key": "lensguard",
+        "secret": "s3-secret",
+    }
+    remote = open_model_registry(settings)
+    assert isinstance(remote, ObjectStoreRegistry) and remote.root == "lensguard-models/registry"
+    assert remote.poll_seconds == 2 and remote.cache_dir.is_relative_to(tmp_path / "model-cache")

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.runtimes.selection import OpenedRuntime
+from models.runtimes.torch_encoder import TorchEncoder
 from models.verdict import binary_uncertainty
 from models.zero_shot.loading import LoadedClip
 from models.zero_shot.prompts import PromptSet
+from models.zero_shot.runtime import clip_tower
 
 
 @dataclass(frozen=True)
@@ -56,27 +59,30 @@ def recentre(p_dirty: np.ndarray, threshold: float) -> np.ndarray:
 class ZeroShotScorer:
     """Scores image embeddings against a prompt set; text embeddings are computed once per prompt group."""
 
-    def __init__(self, clip: LoadedClip, prompt_set: PromptSet, batch_size: int = 32):
+    def __init__(
+        self, clip: LoadedClip, prompt_set: PromptSet, batch_size: int = 32, runtime: OpenedRuntime | None = None
+    ):
         self.clip = clip
         self.prompt_set = prompt_set
         self.batch_size = batch_size
+        self.runtime = runtime or OpenedRuntime(TorchEncoder(clip_tower(clip), clip.device), "torch", None)
         self._text_cache: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}
         model = clip.model
         self._logit_scale = float(model.logit_scale.exp().item())
         bias = getattr(model, "logit_bias", None)
         self._logit_bias = None if bias is None else float(bias.item())
-        self._mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(clip.std).view(1, 3, 1, 1)
 
     def with_prompt_set(self, prompt_set: PromptSet) -> ZeroShotScorer:
         """The same model with other prompts; text embeddings already computed stay shared."""
-        other = ZeroShotScorer(self.clip, prompt_set, self.batch_size)
+        other = ZeroShotScorer(self.clip, prompt_set, self.batch_size, self.runtime)
         other._text_cache = self._text_cache
         return other
 
     @property
     def encoder_identity(self) -> str:
-        return f"{self.clip.identity}/squash{self.clip.image_size[0]}x{self.clip.image_size[1]}"
+        """Runtimes whose embeddings match fp32 torch's share its identity; bf16/int8 ones get their own."""
+        identity = f"{self.clip.identity}/squash{self.clip.image_size[0]}x{self.clip.image_size[1]}"
+        return identity if self.runtime.interchangeable else f"{identity}/{self.runtime.runtime}"
 
     @property
     def version(self) -> str:
@@ -90,19 +96,19 @@ class ZeroShotScorer:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def encode_images(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings."""
-        out = []
-        for start in range(0, len(pixels), self.batch_size):
-            chunk = torch.from_numpy(np.stack(pixels[start : start + self.batch_size]))
-            x = chunk.to(self.clip.device).permute(0, 3, 1, 2).float().div_(255.0)
-            x = (x - self._mean.to(x.device)) / self._std.to(x.device)
-            with self._autocast():
-                features = self.clip.model.encode_image(x, normalize=True)
-            out.append(features.float().cpu().numpy())
+        """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings, through the runtime."""
+        encoder = self.runtime.encoder
+        out = [
+            encoder.encode(np.stack(pixels[start : start + self.batch_size]))
+            for start in range(0, len(pixels), self.batch_size)
+        ]
         dim = out[0].shape[1] if out else 0
         return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+    def verdicts(self, embeddings: np.ndarray) -> np.ndarray:
+        """Dirty or not per embedding: what fidelity's verdict agreement compares."""
+        return np.array([result.is_dirty for result in self.score(embeddings)], dtype=bool)
 
     # text -----------------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.runtimes.batching import DynamicBatcher
 from models.runtimes.selection import OpenedRuntime
 from models.runtimes.torch_encoder import TorchEncoder
 from models.verdict import binary_uncertainty
@@ -67,6 +68,7 @@ class ZeroShotScorer:
         self.batch_size = batch_size
         self.runtime = runtime or OpenedRuntime(TorchEncoder(clip_tower(clip), clip.device), "torch", None)
         self._text_cache: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}
+        self._batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
         model = clip.model
         self._logit_scale = float(model.logit_scale.exp().item())
         bias = getattr(model, "logit_bias", None)
@@ -76,6 +78,7 @@ class ZeroShotScorer:
         """The same model with other prompts; text embeddings already computed stay shared."""
         other = ZeroShotScorer(self.clip, prompt_set, self.batch_size, self.runtime)
         other._text_cache = self._text_cache
+        other._batcher = self._batcher
         return other
 
     @property
@@ -88,7 +91,8 @@ class ZeroShotScorer:
     def version(self) -> str:
         weights = "RANDOM" if self.clip.random_weights else self.clip.weights.replace("/", "-")
         model = self.clip.spec.model_name.removeprefix("hf-hub:").replace("/", "-")
-        return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}"
+        runtime = "" if self.runtime.interchangeable else f"-{self.runtime.runtime}"
+        return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}{runtime}"
 
     # images ---------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -96,15 +100,35 @@ class ZeroShotScorer:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def start_batching(self, max_wait_s: float = 0.005) -> None:
+        """From now on concurrent `encode_images` calls share batches in one loop (no lock around the model)."""
+        if self._batcher is None:
+            self._batcher = DynamicBatcher(self._encode_batch, self.batch_size, max_wait_s, name="encoder-batcher")
+
+    def stop_batching(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+
+    @property
+    def batching(self) -> DynamicBatcher | None:
+        return self._batcher
+
+    def _encode_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.runtime.encoder.encode(np.stack(pixels)))
+
     def encode_images(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings, through the runtime."""
-        encoder = self.runtime.encoder
-        out = [
-            encoder.encode(np.stack(pixels[start : start + self.batch_size]))
-            for start in range(0, len(pixels), self.batch_size)
-        ]
-        dim = out[0].shape[1] if out else 0
-        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+        if not len(pixels):
+            return np.zeros((0, 0), np.float32)
+        if self._batcher is not None:
+            return np.stack(self._batcher.submit(list(pixels)))
+        return np.concatenate(
+            [
+                self.runtime.encoder.encode(np.stack(pixels[start : start + self.batch_size]))
+                for start in range(0, len(pixels), self.batch_size)
+            ]
+        )
 
     def verdicts(self, embeddings: np.ndarray) -> np.ndarray:
         """Dirty or not per embedding: what fidelity's verdict agreement compares."""

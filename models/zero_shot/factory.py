@@ -19,12 +19,10 @@ from models.zero_shot.scorer import ZeroShotScorer
 
 
 @dataclass(frozen=True)
-class ZeroShotConfig:
-    model_name: str = "ViT-B-16"
-    pretrained: str | None = "openai"
+class ZeroShotConfig(ClipSpec):
+    """The image/text model (ClipSpec's fields) plus the prompts it scores with."""
+
     prompt_set: str = "soiling-v1"
-    allow_random_weights: bool = False
-    device: str = "auto"
     batch_size: int = 0  # 0: calibrated on this machine when runtime_dir is set, else auto_batch_size
     runtime: str = "torch"  # a name from models.runtimes.list_runtimes(), or "auto"
     runtime_dir: str | None = None  # exported models, fidelity embeddings, calibration and choice records
@@ -34,14 +32,7 @@ class ZeroShotConfig:
 
 def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
     prompt_set = load_prompt_set(config.prompt_set)  # fail on a bad prompt file before loading weights
-    clip = load_clip(
-        ClipSpec(
-            model_name=config.model_name,
-            pretrained=config.pretrained,
-            allow_random_weights=config.allow_random_weights,
-            device=config.device,
-        )
-    )
+    clip = load_clip(config)
     reference = ZeroShotScorer(clip, prompt_set)
     source = clip_encoder_source(clip, config.runtime_dir)
     opened = open_runtime(config.runtime, source, config.floors, reference.verdicts)

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from benchmarks._common import timed
-from models.pipeline import SoilingPipeline, decode_image
+from models.frames import decode_image
+from models.pipeline import SoilingPipeline
 from models.runtimes import FidelityFloors, RuntimeUnavailableError, list_runtimes, open_runtime
 from models.runtimes.calibration import calibrate
 from models.runtimes.fidelity import fidelity_frames
@@ -134,7 +135,7 @@ def main() -> None:
             if name == "torch":
                 reference_verdicts = verdicts
             scorer.start_batching()
-            clients = {n: clients_rate(pipeline, jpegs, n, max(2, 16 // n) if n > 1 else 8) for n in client_counts}
+            clients = {n: clients_rate(pipeline, jpegs, n, max(1, 16 // n) if n > 1 else 4) for n in client_counts}
             scorer.stop_batching()
             fidelity = opened.fidelity
             jpeg_agreement = float(np.mean(np.array(verdicts) == np.array(reference_verdicts)))

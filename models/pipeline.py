@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class SoilingPipeline:
         self.max_pixels = max_pixels
         self._pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode")
         self.stats = PipelineStats()
+        self._classifier_lock = threading.Lock()
 
     def prepare(self, images: Sequence[bytes]) -> Prepared:
         """The CPU side, safe to run in another thread while the model works: hash, cache lookup, decode."""
@@ -107,10 +109,12 @@ class SoilingPipeline:
         zero_shot = (scorer or self.scorer).score(embeddings, type_labels)
         p_classifier: Sequence[float | None] = [None] * len(good)
         if classifier is not None:
-            if classifier.needs == "embeddings":
-                p_classifier = classifier.predict_proba(embeddings)
-            else:
-                p_classifier = classifier.predict_proba(self.pixels([images[i] for i in good], classifier.image_size))
+            with self._classifier_lock:  # the zero-shot encoder batches concurrent calls; the classifier is serial
+                if classifier.needs == "embeddings":
+                    p_classifier = classifier.predict_proba(embeddings)
+                else:
+                    pixels = self.pixels([images[i] for i in good], classifier.image_size)
+                    p_classifier = classifier.predict_proba(pixels)
         kind = getattr(classifier, "kind", "")
         for i, zs, p in zip(good, zero_shot, p_classifier, strict=True):
             results[i] = combine(zs, p, mode, kind)

@@ -122,6 +122,8 @@ def open_runtime(
         return OpenedRuntime(encoder, requested, fidelity)
     if source.device.type != "cpu":
         return OpenedRuntime(reference, requested, None, {REFERENCE: "the only runtime on a GPU"})
+    if source.cache_root is None:
+        return OpenedRuntime(reference, requested, None, {REFERENCE: "no runtime directory to keep exports in"})
     key = f"{machine_key(source.device)}|{source.model_name}|{source.digest[:16]}"
     record_path = source.cache_root / CHOICE_FILE if source.cache_root else None
     recorded = read_record(record_path, key) if record_path else None

@@ -24,10 +24,15 @@ class ZeroShotConfig(ClipSpec):
 
     prompt_set: str = "soiling-v1"
     batch_size: int = 0  # 0: calibrated on this machine when runtime_dir is set, else auto_batch_size
-    runtime: str = "torch"  # a name from models.runtimes.list_runtimes(), or "auto"
-    runtime_dir: str | None = None  # exported models, fidelity embeddings, calibration and choice records
-    floors: FidelityFloors = FidelityFloors()  # noqa: RUF009 (frozen, shared safely)
+    runtime: str = "auto"  # a name from models.runtimes.list_runtimes(), or "auto" (torch without a runtime_dir)
+    runtime_dir: str | Path | None = None  # exported models, fidelity embeddings, calibration and choice records
+    runtime_min_cosine: float = 0.995
+    runtime_min_agreement: float = 0.99
     calibration_budget_s: float = 60.0
+
+    @property
+    def floors(self) -> FidelityFloors:
+        return FidelityFloors(self.runtime_min_cosine, self.runtime_min_agreement)
 
 
 def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:

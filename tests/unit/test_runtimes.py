@@ -291,7 +291,7 @@ def test_scorer_batches_concurrent_encode_calls_through_one_loop(tiny_clip):
 # GPU-side decode ------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU-side JPEG decoding (nvJPEG) needs a CUDA device")
 def test_gpu_decode_matches_cpu_decode_and_falls_back_for_other_formats():
-    from models.pipeline import decode_image
+    from models.frames import decode_image
     from models.runtimes.gpu_decode import GpuFrameDecoder
 
     rng = np.random.default_rng(0)

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown runtime {value!r}; choose one of {', '.join(list_runtimes())} or auto")
         return value
 
+    @field_validator("runtime_dir", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("clip_pretrained", "segmenter_encoder_weights", mode="before")
     @classmethod
     def _none_means_random(cls, value: object) -> object:

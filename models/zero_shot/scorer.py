@@ -130,6 +130,16 @@ class ZeroShotScorer:
             ]
         )
 
+    def encode_tensor(self, frames: torch.Tensor) -> np.ndarray:
+        """uint8 (N, H, W, 3) frames already on the model's device (GPU-side decoding); torch runtimes only."""
+        encoder = self.runtime.encoder
+        if not isinstance(encoder, TorchEncoder):
+            raise TypeError(f"runtime {encoder.runtime} takes numpy frames, not device tensors")
+        chunks = [
+            encoder.encode_tensor(frames[i : i + self.batch_size]) for i in range(0, len(frames), self.batch_size)
+        ]
+        return torch.cat(chunks).cpu().numpy()
+
     def verdicts(self, embeddings: np.ndarray) -> np.ndarray:
         """Dirty or not per embedding: what fidelity's verdict agreement compares."""
         return np.array([result.is_dirty for result in self.score(embeddings)], dtype=bool)

@@ -306,3 +306,19 @@ def test_gpu_decode_matches_cpu_decode_and_falls_back_for_other_formats():
     assert errors[0] is None and errors[1] is None and errors[2] is not None
     cpu = decode_image(jpeg.getvalue(), (224, 224), 10**8).astype(np.float32)
     assert np.abs(batch[0].cpu().numpy().astype(np.float32) - cpu).mean() < 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU-side JPEG decoding (nvJPEG) needs a CUDA device")
+def test_pipeline_on_a_gpu_decodes_jpegs_there_and_matches_the_cpu_path():
+    from models.pipeline import SoilingPipeline
+    from training.synthetic import make_frames
+
+    jpegs = [frame.jpeg() for frame in make_frames(4, 320, 180, seed=3)]
+    gpu = create_zero_shot_scorer(ZeroShotConfig(model_name=TINY_CLIP, pretrained=None, device="cuda"))
+    on_gpu = SoilingPipeline(gpu, cache=None)
+    on_cpu = SoilingPipeline(gpu, cache=None, gpu_decode=False)
+    assert on_gpu._gpu is not None and on_cpu._gpu is None
+    got = on_gpu.embed([*jpegs, b"broken"])
+    want = on_cpu.embed(jpegs)
+    assert isinstance(got[-1], Exception)
+    assert measure_fidelity(np.stack(want), np.stack(got[:-1])).mean_cosine > 0.99

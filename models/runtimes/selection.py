@@ -125,8 +125,8 @@ def open_runtime(
     if source.cache_root is None:
         return OpenedRuntime(reference, requested, None, {REFERENCE: "no runtime directory to keep exports in"})
     key = f"{machine_key(source.device)}|{source.model_name}|{source.digest[:16]}"
-    record_path = source.cache_root / CHOICE_FILE if source.cache_root else None
-    recorded = read_record(record_path, key) if record_path else None
+    record_path = source.cache_root / CHOICE_FILE
+    recorded = read_record(record_path, key)
     if recorded and recorded.get("runtime") in candidates:
         try:
             opened = open_runtime(recorded["runtime"], source, floors, verdicts, fidelity_count)
@@ -135,8 +135,7 @@ def open_runtime(
         except (RuntimeUnavailableError, FidelityError) as exc:
             log.warning("recorded runtime %s no longer usable (%s): measuring again", recorded["runtime"], exc)
     opened = _measure_and_choose(source, reference, floors, verdicts, fidelity_count, candidates)
-    if record_path:
-        write_record(record_path, key, {"runtime": opened.runtime, "candidates": opened.candidates})
+    write_record(record_path, key, {"runtime": opened.runtime, "candidates": opened.candidates})
     return opened
 
 

@@ -144,6 +144,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             model_version=serving.service.model_version(),
             weights=scorer.clip.weights,
             device=str(scorer.clip.device),
+            runtime={**scorer.runtime.to_json(), "batch_size": scorer.batch_size},
             warnings=warnings,
         )
         return JSONResponse(content=body.model_dump())

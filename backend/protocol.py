@@ -134,6 +134,7 @@ class HealthResponse(BaseModel):
     model_version: str | None = None
     weights: str | None = None
     device: str | None = None
+    runtime: dict | None = None  # the image encoder's runtime, its fidelity vs fp32 PyTorch, its batch size
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from labelstudio.client import LabelStudioClient
 from labelstudio.images import ImageFetcher
@@ -15,6 +15,7 @@ from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion
+from models.runtimes import FidelityError, RuntimeUnavailableError
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -60,14 +61,15 @@ def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
 
 
 def zero_shot_config(settings: Settings) -> ZeroShotConfig:
-    return config_for(settings, ZeroShotConfig, "clip_", model_name="clip_model")
+    config = config_for(settings, ZeroShotConfig, "clip_", model_name="clip_model")
+    return replace(config, runtime_dir=settings.runtime_path)
 
 
 def build_serving(settings: Settings) -> Serving:
     serving = Serving(settings=settings)
     try:
         scorer = shared_zero_shot_scorer(zero_shot_config(settings))
-    except (WeightsUnavailableError, PromptSetError, ValueError) as exc:
+    except (WeightsUnavailableError, PromptSetError, ValueError, FidelityError, RuntimeUnavailableError) as exc:
         serving.error = str(exc)
         log.error("lensguard cannot serve predictions: %s", exc)
         return serving
@@ -80,6 +82,7 @@ def build_serving(settings: Settings) -> Serving:
         )
     for warning in serving.warnings:
         log.warning(warning)
+    scorer.start_batching(settings.batch_wait_ms / 1000)  # concurrent /predict calls fill shared batches
     cache = EmbeddingCache(settings.embedding_cache_path)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
     registry = open_model_registry(settings)
@@ -118,5 +121,14 @@ def build_serving(settings: Settings) -> Serving:
         prompt_sets,
         segmenters,
     )
-    log.info("serving %s on %s", scorer.version, scorer.clip.device)
+    runtime = scorer.runtime
+    fidelity = f", {runtime.fidelity.describe()}" if runtime.fidelity else ""
+    log.info(
+        "serving %s on %s: runtime %s%s, batch %d",
+        scorer.version,
+        scorer.clip.device,
+        runtime.runtime,
+        fidelity,
+        scorer.batch_size,
+    )
     return serving

@@ -61,7 +61,7 @@ class PredictionService:
         self.combine = combine
         self.prompt_sets = prompt_sets
         self.segmenters = segmenters
-        self._model_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # the segmenter: one frame batch at a time
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
         self.errors: Counter[str] = Counter()  # tasks without a prediction, by cause
@@ -169,10 +169,10 @@ class PredictionService:
         project, tags, outcomes = batch.project, batch.tags, batch.outcomes
         active = self._active(project)
         version = self.model_version(project)
-        with self._model_lock:
-            scores = self.pipeline.score(
-                batch.prepared, tags.type_labels, active[1] if active else None, self.combine, self.scorer(project)
-            )
+        # No lock: the image encoder's dynamic batcher lets concurrent requests share its batches.
+        scores = self.pipeline.score(
+            batch.prepared, tags.type_labels, active[1] if active else None, self.combine, self.scorer(project)
+        )
         self.seconds["model"] += time.perf_counter() - started
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score

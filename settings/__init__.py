@@ -74,8 +74,16 @@ class Settings(BaseSettings):
     allow_random_weights: bool = False
     prompt_set: str = "soiling-v1"
     device: str = "auto"
-    batch_size: int = 0  # 0: chosen for the device (32 on CPU, more on a GPU with room)
+    batch_size: int = 0  # 0: calibrated once per machine and runtime (recorded in the runtime dir)
     type_threshold: float = 0.3
+
+    # Inference runtime of the image encoder (README "Inference runtimes")
+    runtime: str = "auto"  # torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-bf16 | auto
+    runtime_min_cosine: float = 0.995  # fidelity floors vs fp32 PyTorch a runtime must meet to serve
+    runtime_min_agreement: float = 0.99
+    runtime_dir: Path | None = None  # exports, fidelity and calibration records; default <data dir>/runtimes
+    calibration_budget_s: float = 60.0
+    batch_wait_ms: float = 5.0  # dynamic batching: how long a request waits for others to share its batch
 
     # Trained classifiers: which active kind serves first, and how it joins zero-shot
     serve_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["finetune", "probe"])
@@ -154,6 +162,22 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return value
 
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _known_runtime(cls, value: object) -> object:
+        from models.runtimes import AUTO, list_runtimes
+
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in (AUTO, *list_runtimes()):
+                raise ValueError(f"unknown runtime {value!r}; choose one of {', '.join(list_runtimes())} or auto")
+        return value
+
+    @field_validator("runtime_dir", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("clip_pretrained", "segmenter_encoder_weights", mode="before")
     @classmethod
     def _none_means_random(cls, value: object) -> object:
@@ -205,6 +229,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """A variable wins over its LENSGUARD_<NAME>_FILE twin, which wins over the .env file."""
         return init_settings, env_settings, SecretFileSettings(settings_cls), dotenv_settings, file_secret_settings
+
+    @property
+    def runtime_path(self) -> Path:
+        return self.runtime_dir or self.data_dir / "runtimes"
 
 
 @lru_cache

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.runtimes.batching import DynamicBatcher
+from models.runtimes.selection import OpenedRuntime
+from models.runtimes.torch_encoder import TorchEncoder
 from models.verdict import binary_uncertainty, recentre
 from models.zero_shot.loading import LoadedClip
 from models.zero_shot.prompts import PromptSet
+from models.zero_shot.runtime import clip_tower
 
 
 @dataclass(frozen=True)
@@ -47,33 +51,39 @@ def siglip_class_probabilities(logits: torch.Tensor) -> torch.Tensor:
 class ZeroShotScorer:
     """Scores image embeddings against a prompt set; text embeddings are computed once per prompt group."""
 
-    def __init__(self, clip: LoadedClip, prompt_set: PromptSet, batch_size: int = 32):
+    def __init__(
+        self, clip: LoadedClip, prompt_set: PromptSet, batch_size: int = 32, runtime: OpenedRuntime | None = None
+    ):
         self.clip = clip
         self.prompt_set = prompt_set
         self.batch_size = batch_size
+        self.runtime = runtime or OpenedRuntime(TorchEncoder(clip_tower(clip), clip.device), "torch", None)
         self._text_cache: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}
+        self._batcher: DynamicBatcher[np.ndarray, np.ndarray] | None = None
         model = clip.model
         self._logit_scale = float(model.logit_scale.exp().item())
         bias = getattr(model, "logit_bias", None)
         self._logit_bias = None if bias is None else float(bias.item())
-        self._mean = torch.tensor(clip.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(clip.std).view(1, 3, 1, 1)
 
     def with_prompt_set(self, prompt_set: PromptSet) -> ZeroShotScorer:
         """The same model with other prompts; text embeddings already computed stay shared."""
-        other = ZeroShotScorer(self.clip, prompt_set, self.batch_size)
+        other = ZeroShotScorer(self.clip, prompt_set, self.batch_size, self.runtime)
         other._text_cache = self._text_cache
+        other._batcher = self._batcher
         return other
 
     @property
     def encoder_identity(self) -> str:
-        return f"{self.clip.identity}/squash{self.clip.image_size[0]}x{self.clip.image_size[1]}"
+        """Runtimes whose embeddings match fp32 torch's share its identity; bf16/int8 ones get their own."""
+        identity = f"{self.clip.identity}/squash{self.clip.image_size[0]}x{self.clip.image_size[1]}"
+        return identity if self.runtime.interchangeable else f"{identity}/{self.runtime.runtime}"
 
     @property
     def version(self) -> str:
         weights = "RANDOM" if self.clip.random_weights else self.clip.weights.replace("/", "-")
         model = self.clip.spec.model_name.removeprefix("hf-hub:").replace("/", "-")
-        return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}"
+        runtime = "" if self.runtime.interchangeable else f"-{self.runtime.runtime}"
+        return f"zeroshot-{model}-{weights}-{self.prompt_set.tag}{runtime}"
 
     # images ---------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -81,19 +91,49 @@ class ZeroShotScorer:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
+    def start_batching(self, max_wait_s: float = 0.005) -> None:
+        """From now on concurrent `encode_images` calls share batches in one loop (no lock around the model)."""
+        if self._batcher is None:
+            self._batcher = DynamicBatcher(self._encode_batch, self.batch_size, max_wait_s, name="encoder-batcher")
+
+    def stop_batching(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+
+    @property
+    def batching(self) -> DynamicBatcher | None:
+        return self._batcher
+
+    def _encode_batch(self, pixels: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.runtime.encoder.encode(np.stack(pixels)))
+
     def encode_images(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings."""
-        out = []
-        for start in range(0, len(pixels), self.batch_size):
-            chunk = torch.from_numpy(np.stack(pixels[start : start + self.batch_size]))
-            x = chunk.to(self.clip.device).permute(0, 3, 1, 2).float().div_(255.0)
-            x = (x - self._mean.to(x.device)) / self._std.to(x.device)
-            with self._autocast():
-                features = self.clip.model.encode_image(x, normalize=True)
-            out.append(features.float().cpu().numpy())
-        dim = out[0].shape[1] if out else 0
-        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+        """uint8 HxWx3 arrays (from `preprocess`) -> L2-normalised float32 embeddings, through the runtime."""
+        if not len(pixels):
+            return np.zeros((0, 0), np.float32)
+        if self._batcher is not None:
+            return np.stack(self._batcher.submit(list(pixels)))
+        return np.concatenate(
+            [
+                self.runtime.encoder.encode(np.stack(pixels[start : start + self.batch_size]))
+                for start in range(0, len(pixels), self.batch_size)
+            ]
+        )
+
+    def encode_tensor(self, frames: torch.Tensor) -> np.ndarray:
+        """uint8 (N, H, W, 3) frames already on the model's device (GPU-side decoding); torch runtimes only."""
+        encoder = self.runtime.encoder
+        if not isinstance(encoder, TorchEncoder):
+            raise TypeError(f"runtime {encoder.runtime} takes numpy frames, not device tensors")
+        chunks = [
+            encoder.encode_tensor(frames[i : i + self.batch_size]) for i in range(0, len(frames), self.batch_size)
+        ]
+        return torch.cat(chunks).cpu().numpy()
+
+    def verdicts(self, embeddings: np.ndarray) -> np.ndarray:
+        """Dirty or not per embedding: what fidelity's verdict agreement compares."""
+        return np.array([result.is_dirty for result in self.score(embeddings)], dtype=bool)
 
     # text -----------------------------------------------------------------------------------------------
     @torch.inference_mode()

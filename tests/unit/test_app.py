@@ -31,6 +31,7 @@ def settings_for(server_url: str, tmp_path, **overrides) -> Settings:
         max_image_bytes=2_000_000,
         redis_url=redis_url(10),  # /predict's claims (training.claims) go to the tests' Redis
         api_token=API_TOKEN,
+        runtime="torch",  # the runtime choice itself is tested below and in test_runtimes.py
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -76,6 +77,39 @@ def test_health_is_down_when_weights_are_missing(tmp_path):
         assert "missing.pt" in health.json()["error"]
         predict = test_client.post("/predict", json={"tasks": [], "label_config": "<View/>"})
         assert predict.status_code == 503
+
+
+def test_health_reports_the_runtime_and_its_fidelity(file_server, tmp_path):
+    settings = settings_for(file_server.url, tmp_path, runtime="onnx")
+    with TestClient(create_app(settings, build_serving(settings))) as test_client:
+        runtime = test_client.get("/health").json()["runtime"]
+    assert runtime["runtime"] == "onnx" and runtime["requested"] == "onnx"
+    assert runtime["fidelity"]["mean_cosine"] > 0.999 and runtime["fidelity"]["verdict_agreement"] == 1.0
+    assert runtime["interchangeable_with_fp32"] is True
+    assert runtime["batch_size"] in (1, 4, 8, 16, 32, 64)
+    assert (tmp_path / "runtimes" / "calibration.json").exists()
+
+
+def test_a_runtime_below_the_fidelity_floors_is_refused_at_start(file_server, tmp_path):
+    settings = settings_for(file_server.url, tmp_path, runtime="onnx", runtime_min_cosine=1.0001)
+    with TestClient(create_app(settings, build_serving(settings))) as test_client:
+        health = test_client.get("/health")
+    assert health.status_code == 503
+    assert "runtime 'onnx' refused" in health.json()["error"]
+
+
+def test_concurrent_predict_calls_each_get_their_own_results(client, soiling_config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def predict(first: int) -> list:
+        chosen = [{"id": 100 * first + i, "data": {"image": f"/data/upload/1/frame{i}.jpg"}} for i in range(first)]
+        response = client.post("/predict", json={"tasks": chosen, "label_config": soiling_config})
+        assert response.status_code == 200, response.text
+        return [r["task"] for r in response.json()["results"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(predict, [1, 2, 3, 4]))
+    assert answers == [[100 * n + i for i in range(n)] for n in [1, 2, 3, 4]]
 
 
 def test_setup_returns_model_version_and_checks_config(client, soiling_config):

@@ -15,6 +15,7 @@ from training.finetune import FinetuneConfig, finetune_config
 from training.segment import SegmenterConfig, segmenter_config
 
 NOT_SETTINGS = {"seed"}  # fixed in code, on purpose
+DERIVED = {"runtime_dir"}  # a setting whose default is derived from the data dir
 
 
 @pytest.mark.parametrize(
@@ -24,9 +25,21 @@ NOT_SETTINGS = {"seed"}  # fixed in code, on purpose
 def test_every_family_config_comes_from_the_settings_with_the_same_defaults(config_class, build):
     built = build(Settings(_env_file=None))
     for field in dataclasses.fields(config_class):
-        if field.name in NOT_SETTINGS:
+        if field.name in NOT_SETTINGS | DERIVED:
             continue
         assert getattr(built, field.name) == field.default, f"{config_class.__name__}.{field.name}"
+
+
+def test_runtime_settings_reach_the_zero_shot_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("LENSGUARD_RUNTIME", "ONNX-int8")
+    monkeypatch.setenv("LENSGUARD_RUNTIME_MIN_COSINE", "0.99")
+    monkeypatch.setenv("LENSGUARD_DATA_DIR", str(tmp_path))
+    config = zero_shot_config(Settings(_env_file=None))
+    assert config.runtime == "onnx-int8" and config.floors.mean_cosine == 0.99
+    assert config.runtime_dir == tmp_path / "runtimes"
+    monkeypatch.setenv("LENSGUARD_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        Settings(_env_file=None)
 
 
 def test_family_configs_follow_the_environment(monkeypatch):

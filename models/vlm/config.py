@@ -26,6 +26,7 @@ class VlmConfig:
     batch_size: int = 8
     max_image_pixels: int = 448 * 448  # chat models: frames are resized to at most this many pixels
     allow_random_weights: bool = False
+    random_architecture: str = "default"  # what random weights fill: the family's released architecture, or "tiny"
     force_on_cpu: bool = False  # the VLM is off on CPU unless forced: too slow there for anything but tests
 
 

@@ -55,10 +55,6 @@ def _first_line(exc: Exception) -> str:
 def load_vlm(config: VlmConfig) -> LoadedVlm:
     """The model the config names, in half precision on a GPU; a missing model is one clear error or, where
     allowed, the family's released architecture with random weights (and a warning)."""
-    family = resolve_family(config)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config, device)
-    model_class = MODEL_CLASSES[family]
     warnings: list[str] = []
     if _looks_like_path(config.model):
         path = Path(config.model).expanduser()
@@ -69,9 +65,12 @@ def load_vlm(config: VlmConfig) -> LoadedVlm:
         source, weights, local_only = str(path), f"dir:{path.name}", True
     else:
         source, weights, local_only = config.model, f"hub:{config.model}", False
+    family = resolve_family(config)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config, device)
     try:
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-        model = model_class.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+        model = MODEL_CLASSES[family].from_pretrained(source, dtype=dtype, local_files_only=local_only)
     except Exception as exc:
         if local_only or not config.allow_random_weights:
             raise WeightsUnavailableError(
@@ -82,7 +81,7 @@ def load_vlm(config: VlmConfig) -> LoadedVlm:
         message = f"VLM {config.model!r} unavailable ({_first_line(exc)}); using RANDOM weights of its architecture"
         log.warning(message)
         warnings.append(message)
-        model, processor = build_random_vlm(family, "default", max_pixels=config.max_image_pixels)
+        model, processor = build_random_vlm(family, config.random_architecture, max_pixels=config.max_image_pixels)
         weights = "random"
     model = model.to(device=device, dtype=dtype).eval()
     processor.tokenizer.padding_side = "left"  # batched generation continues every prompt from its last token

@@ -23,6 +23,7 @@ class VlmConfig:
     device: str = "auto"
     dtype: str = "auto"  # "auto": float16 on a GPU, float32 on CPU; or "float16", "bfloat16", "float32"
     max_new_tokens: int = 96
+    retry_unparsed: bool = True  # chat models: ask once more, with a stricter prompt, when an answer does not parse
     batch_size: int = 8
     max_image_pixels: int = 448 * 448  # chat models: frames are resized to at most this many pixels
     allow_random_weights: bool = False

@@ -26,7 +26,8 @@ class QwenVlExplainer(VlmExplainer):
         answers: list[VlmAnswer | None] = [None] * len(images)
         texts = [""] * len(images)
         todo = list(range(len(images)))
-        for attempt, strict in ((1, False), (2, True)):
+        attempts = ((1, False), (2, True)) if self.config.retry_unparsed else ((1, False),)
+        for attempt, strict in attempts:
             if not todo:
                 break
             replies = self._ask([images[i] for i in todo], chat_prompt(soiling_types, strict=strict))
@@ -35,4 +36,4 @@ class QwenVlExplainer(VlmExplainer):
                 with contextlib.suppress(AnswerParseError):
                     answers[i] = parse_chat_answer(reply, soiling_types, attempts=attempt)
             todo = [i for i in todo if answers[i] is None]
-        return [answer or unparsed(texts[i], attempts=2) for i, answer in enumerate(answers)]
+        return [answer or unparsed(texts[i], attempts=len(attempts)) for i, answer in enumerate(answers)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from backend.brush import SOILING_CLASSES
+from models.labels import SOILING_CLASSES
 
 
 @dataclass

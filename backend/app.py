@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
             "model_version": service.model_version(),
             **service.counters,
             **{f"predict_seconds_{stage}": round(value, 3) for stage, value in service.seconds.items()},
+            **(service.vlm.counters if service.vlm else {}),
             "images_seen": stats.images,
             "embedding_cache_hits": stats.cache_hits,
             "images_encoded": stats.encoded,

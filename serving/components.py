@@ -14,6 +14,7 @@ from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, ModelVersion
+from models.vlm import serving_vlm
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -23,7 +24,8 @@ from models.zero_shot import (
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 from serving.service import PredictionService
-from settings import Settings, config_for
+from serving.vlm import VlmCascade
+from settings import Settings, cascade_config, config_for, vlm_config
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,29 @@ def zero_shot_config(settings: Settings) -> ZeroShotConfig:
     return config_for(settings, ZeroShotConfig, "clip_", model_name="clip_model")
 
 
+def build_vlm_cascade(settings: Settings, warnings: list[str]) -> VlmCascade | None:
+    """The VLM cascade, or None with the reason added to the warnings (/health): off on CPU unless forced,
+    off when its weights are missing (unless random ones are allowed); CLIP serves either way."""
+    config = vlm_config(settings)
+    if config is None:
+        return None
+    try:
+        cascade = cascade_config(settings)
+    except ValueError as exc:
+        warnings.append(f"VLM off: {exc}")
+        return None
+    explainer, status = serving_vlm(config)
+    if explainer is None:
+        warnings.append(status)
+        log.warning(status)
+        return None
+    warnings.extend(explainer.warnings)
+    if explainer.loaded.random_weights:
+        warnings.append(f"the VLM {config.model} has RANDOM weights: its explanations are meaningless")
+    log.info("%s; cascade %s", status, cascade.version)
+    return VlmCascade(explainer, cascade, settings.vlm_predict_budget_seconds, config.max_image_pixels)
+
+
 def build_serving(settings: Settings) -> Serving:
     serving = Serving(settings=settings)
     try:
@@ -92,6 +117,7 @@ def build_serving(settings: Settings) -> Serving:
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
     segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_version(v, settings.device))
+    vlm = build_vlm_cascade(settings, serving.warnings)
     serving.service = PredictionService(
         pipeline,
         build_fetcher(settings),
@@ -100,6 +126,7 @@ def build_serving(settings: Settings) -> Serving:
         settings.combine,
         prompt_sets,
         segmenters,
+        vlm,
     )
     log.info("serving %s on %s", scorer.version, scorer.clip.device)
     return serving

@@ -14,13 +14,14 @@ import numpy as np
 
 from labelstudio.images import ImageFetcher
 from labelstudio.label_config import SoilingTags, parse_soiling_config
-from labelstudio.regions import add_dirt_mask, prediction_for
+from labelstudio.regions import add_dirt_mask, add_vlm_answer, prediction_for
 from labelstudio.tasks import TaskError, image_url
 from models.active_models import ActiveModels
 from models.frames import image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
 from models.segmenter.tiles import frame_coverage
 from models.verdict import CombineMode, Verdict
+from serving.vlm import VlmCascade, VlmMode
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class PredictionService:
         combine: CombineMode = CombineMode.AVERAGE,
         prompt_sets: ActiveModels | None = None,
         segmenters: ActiveModels | None = None,
+        vlm: VlmCascade | None = None,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
@@ -54,6 +56,7 @@ class PredictionService:
         self.combine = combine
         self.prompt_sets = prompt_sets
         self.segmenters = segmenters
+        self.vlm = vlm
         self._model_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -96,6 +99,15 @@ class PredictionService:
             masks[i] = (resize_mask(small, image_size(image_of[i])), frame_coverage(small))
         return masks
 
+    def _vlm_answers(self, batch: PreparedTasks, mode: VlmMode) -> dict:
+        """Task index -> the VLM's answer, for the band frames the cascade sent and got answered."""
+        if self.vlm is None:
+            return {}
+        verdicts = [batch.outcomes[i] for i in batch.readable]
+        images = batch.prepared.images
+        found = self.vlm.answers(verdicts, images, batch.tags.type_labels, mode, self.pipeline.max_pixels)
+        return {batch.readable[position]: answer for position, answer in found.items()}
+
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:
         """One entry per task, in order: a prediction, or {"error": ...} for a task that could not be read."""
         return self.finish(self.prepare(tasks, label_config, project))
@@ -118,7 +130,8 @@ class PredictionService:
         self.seconds["fetch"] += time.perf_counter() - started
         return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
 
-    def finish(self, batch: PreparedTasks) -> list[dict]:
+    def finish(self, batch: PreparedTasks, vlm_mode: VlmMode = VlmMode.BUDGET) -> list[dict]:
+        """`vlm_mode`: whether the VLM cascade answers the batch's band frames (see VlmMode)."""
         started = time.perf_counter()
         project, tags, outcomes = batch.project, batch.tags, batch.outcomes
         active = self._active(project)
@@ -130,6 +143,9 @@ class PredictionService:
         self.seconds["model"] += time.perf_counter() - started
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
+        answers = self._vlm_answers(batch, vlm_mode)
+        for index, answer in answers.items():
+            outcomes[index] = self.vlm.combine(outcomes[index], answer)
         masks = self._dirt_masks(batch) if tags.brush else {}
         predictions = []
         for index, (task, outcome) in enumerate(zip(batch.tasks, outcomes, strict=True)):
@@ -138,7 +154,12 @@ class PredictionService:
                 self.counters["tasks_failed"] += 1
                 predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
                 continue
-            prediction = prediction_for(tags, outcome, version, self.type_threshold)
+            answer = answers.get(index)
+            prediction = prediction_for(
+                tags, outcome, self.vlm.version(version) if answer else version, self.type_threshold
+            )
+            if answer is not None:
+                add_vlm_answer(prediction, answer)
             if index in masks:
                 add_dirt_mask(prediction, tags, *masks[index])
             if task.get("id") is not None:

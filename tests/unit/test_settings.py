@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
+from models.vlm import VlmConfig
 from models.zero_shot import ZeroShotConfig
 from serving.components import zero_shot_config
-from settings import Settings
+from settings import Settings, vlm_config
 from training.finetune import FinetuneConfig, finetune_config
 from training.segment import SegmenterConfig, segmenter_config
 
@@ -17,7 +18,12 @@ NOT_SETTINGS = {"seed"}  # fixed in code, on purpose
 
 @pytest.mark.parametrize(
     ("config_class", "build"),
-    [(ZeroShotConfig, zero_shot_config), (FinetuneConfig, finetune_config), (SegmenterConfig, segmenter_config)],
+    [
+        (ZeroShotConfig, zero_shot_config),
+        (FinetuneConfig, finetune_config),
+        (SegmenterConfig, segmenter_config),
+        (VlmConfig, vlm_config),
+    ],
 )
 def test_every_family_config_comes_from_the_settings_with_the_same_defaults(config_class, build):
     built = build(Settings(_env_file=None))

@@ -21,7 +21,6 @@ import torch
 from models.vlm import (
     VlmConfig,
     VlmVerdict,
-    build_random_vlm,
     create_vlm_explainer,
     load_vlm,
     serving_vlm,
@@ -31,21 +30,15 @@ from models.vlm.blip2 import Blip2Explainer
 from models.vlm.config import resolve_family
 from models.vlm.qwen_vl import QwenVlExplainer
 from models.zero_shot.loading import WeightsUnavailableError
+from tests.tiny_vlm import SMALL_FRAME_PIXELS as SMALL
+from tests.tiny_vlm import save_tiny_vlm as save_tiny
 
 TYPES = ("mud", "water drops", "dust")
-SMALL = 56 * 56 * 4  # pixels per frame: a handful of visual tokens keeps CPU generation quick
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-def save_tiny(family: str, directory) -> str:
-    model, processor = build_random_vlm(family, "tiny", max_pixels=SMALL)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return str(directory)
 
 
 @pytest.fixture(scope="module", params=["qwen2-vl", "qwen2.5-vl", "blip2"])

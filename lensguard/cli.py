@@ -35,12 +35,12 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from rq import Queue, Worker
+    from rq import Worker
 
     from lensguard.worker import HeartbeatWorker
     from models.registry import ModelRegistry
     from settings import get_settings
-    from training.queue import QUEUE_NAME, connect
+    from training.queue import connect, worker_queues
 
     settings = get_settings()
     removed = ModelRegistry(settings.registry_path).clean_staging()
@@ -49,7 +49,7 @@ def _worker(args: argparse.Namespace) -> None:
     connection = connect(settings.redis_url)
     # By default jobs run in the worker process, so models load once per worker rather than once per job.
     worker_class = Worker if args.fork else HeartbeatWorker
-    worker = worker_class([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=args.name)
+    worker = worker_class(worker_queues(connection), connection=connection, name=args.name)
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 

@@ -130,8 +130,11 @@ class PredictionService:
         self.seconds["fetch"] += time.perf_counter() - started
         return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
 
-    def finish(self, batch: PreparedTasks, vlm_mode: VlmMode = VlmMode.BUDGET) -> list[dict]:
-        """`vlm_mode`: whether the VLM cascade answers the batch's band frames (see VlmMode)."""
+    def finish(
+        self, batch: PreparedTasks, vlm_mode: VlmMode = VlmMode.BUDGET, vlm_answers: dict | None = None
+    ) -> list[dict]:
+        """`vlm_mode`: whether the VLM cascade answers the batch's band frames (see VlmMode); `vlm_answers`, when
+        given, receives task id -> the VLM's answer."""
         started = time.perf_counter()
         project, tags, outcomes = batch.project, batch.tags, batch.outcomes
         active = self._active(project)
@@ -144,6 +147,8 @@ class PredictionService:
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
         answers = self._vlm_answers(batch, vlm_mode)
+        if vlm_answers is not None:
+            vlm_answers.update({batch.tasks[i].get("id"): answer for i, answer in answers.items()})
         for index, answer in answers.items():
             outcomes[index] = self.vlm.combine(outcomes[index], answer)
         masks = self._dirt_masks(batch) if tags.brush else {}

@@ -17,9 +17,10 @@ from rq import get_current_job
 from labelstudio.client import LabelStudioClient
 from serving.components import build_serving, label_studio_client
 from serving.service import PredictionService
+from serving.vlm import VlmMode
 from settings import Settings, get_settings
 from training.progress import JobProgress
-from training.queue import RUN_KEY, release_pending, start_run
+from training.queue import RUN_KEY, enqueue_vlm, release_pending, start_run
 
 log = logging.getLogger(__name__)
 MODES = ("missing", "all")  # tasks without any prediction / tasks without one of the served version
@@ -71,17 +72,30 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
 
 def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
     job = get_current_job()
-    written, failed = predict_and_write(project_id, task_ids, get_settings())
+    settings = get_settings()
+    written, failed, band = predict_and_write(project_id, task_ids, settings)
+    vlm_job = None
     if job is not None:  # counted once, when the chunk completes; a crashed attempt counts nothing
         key = RUN_KEY.format(run=run_id)
         job.connection.hincrby(key, "done", len(task_ids))
         job.connection.hincrby(key, "failed", failed)
         job.connection.hset(key, "updated", time.time())
-    return {"written": written, "failed": failed, "already_done": len(task_ids) - written - failed}
+        if band:
+            vlm_job = enqueue_vlm(job.connection, project_id, f"{job.id}-vlm", band, settings.job_timeout_seconds)
+    result = {"written": written, "failed": failed, "already_done": len(task_ids) - written - failed}
+    return result | {"vlm_band_frames": len(band), "vlm_job": vlm_job}
 
 
-def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) -> tuple[int, int]:
-    """Predict tasks that still lack the served version; fetching and decoding batch k+1 overlaps batch k."""
+def band_tasks(service: PredictionService, results: list[dict]) -> list[int]:
+    """Tasks whose served uncertainty (1 - score) lies in the VLM band; none when the cascade is off."""
+    if service.vlm is None:
+        return []
+    return [r["task"] for r in results if "result" in r and service.vlm.config.in_band(1 - r["score"])]
+
+
+def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) -> tuple[int, int, list[int]]:
+    """Predict tasks that still lack the served version; fetching and decoding batch k+1 overlaps batch k.
+    Returns (written, failed, the written tasks in the VLM band when VLM jobs are on)."""
     service = worker_service()
     client = _client(settings)
     project = str(project_id)
@@ -92,13 +106,16 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) 
     batch = service.pipeline.scorer.batch_size
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = failed = 0
+    band: list[int] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
         upcoming = prefetch.submit(service.prepare, batches[0], label_config, project) if batches else None
         for index in range(len(batches)):
             prepared = upcoming.result()
             if index + 1 < len(batches):
                 upcoming = prefetch.submit(service.prepare, batches[index + 1], label_config, project)
-            results = service.finish(prepared)
+            results = service.finish(prepared, VlmMode.OFF)
+            if settings.vlm_preannotate:
+                band += band_tasks(service, results)
             good = [
                 {"task": r["task"], "result": r["result"], "score": r["score"], "model_version": r["model_version"]}
                 for r in results
@@ -107,4 +124,4 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings) 
             client.import_predictions(project_id, good)
             written += len(good)
             failed += len(results) - len(good)
-    return written, failed + (len(task_ids) - len(tasks))  # tasks deleted meanwhile count as failed
+    return written, failed + (len(task_ids) - len(tasks)), band  # tasks deleted meanwhile count as failed

@@ -20,6 +20,10 @@ RUN_KEY = "lensguard:run:{run}"  # a batch pre-annotation run: a hash of counter
 PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 CHUNK_FUNCTION = "training.preannotate.chunk_job"
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+# VLM jobs have their own queue, which workers take only when the main one is empty: they never hold up CLIP.
+VLM_QUEUE_NAME = "lensguard-vlm"
+VLM_FUNCTION = "training.vlm_job.vlm_job"
+VLM_ANSWERS_KEY = "lensguard:vlm-answers:{project}"  # task id -> the VLM's verdict, for pseudo-labels
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
 _RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -145,6 +149,7 @@ class JobQueue:
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
         self.queue.started_job_registry.cleanup()
+        Queue(VLM_QUEUE_NAME, connection=self.connection).started_job_registry.cleanup()
 
 
 def start_run(
@@ -185,6 +190,28 @@ def start_run(
             failure_ttl=7 * 24 * 3600,
             meta={"project": str(project), "kind": "preannotate-chunk", "reason": run_id, "progress": {}, "log": []},
         )
+
+
+def enqueue_vlm(connection: redis.Redis, project: int, job_id: str, task_ids: list[int], timeout_seconds: int) -> str:
+    """A VLM job for a chunk's band frames: it adds a prediction with the combined version to each."""
+    Queue(VLM_QUEUE_NAME, connection=connection).enqueue(
+        VLM_FUNCTION,
+        project,
+        task_ids,
+        job_id=job_id,
+        retry=Retry(max=2),
+        job_timeout=timeout_seconds,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        meta={"project": str(project), "kind": "vlm", "reason": f"{len(task_ids)} band frames", "progress": {}},
+    )
+    connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
+    return job_id
+
+
+def worker_queues(connection: redis.Redis) -> list[Queue]:
+    """What a worker listens to, in priority order."""
+    return [Queue(QUEUE_NAME, connection=connection), Queue(VLM_QUEUE_NAME, connection=connection)]
 
 
 def run_status(connection: redis.Redis, run_id: str) -> dict | None:

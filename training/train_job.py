@@ -71,6 +71,13 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
     return run_training(project_id, kind, get_settings(), JobProgress(), reason)
 
 
+def human_only(data, indices: np.ndarray) -> np.ndarray:
+    examples = getattr(data, "examples", None)
+    if examples is None:
+        return indices
+    return np.array([i for i in indices if examples[i].source == "human"], dtype=indices.dtype)
+
+
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
     trainer = create_trainer(kind, settings)
     progress.log(f"training {kind} for project {project_id} ({reason})")
@@ -83,6 +90,12 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
     except SplitError as exc:
         progress.log(str(exc))
         return {"status": "need_more_data", "detail": str(exc), "dataset": data.summary}
+    judged = human_only(data, val)  # figures come from human labels; pseudo-labelled frames train, never judge
+    if len(judged) < len(val):
+        val = judged
+        if len(set(data.labels[val].tolist())) < 2:
+            progress.log("without its pseudo-labelled frames the validation split lacks a class")
+            return {"status": "need_more_data", "detail": "validation needs human labels of both classes"}
     data.summary |= {"train": len(train), "validation": len(val), "groups": len(set(data.groups))}
 
     model = trainer.fit(data, train, val, progress)

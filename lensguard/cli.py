@@ -296,7 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("file")
     use.add_argument("--project", type=int, required=True)
     use.set_defaults(func=_prompts_use)
+
+    vlm = commands.add_parser("vlm", help="the generative VLM that explains and settles uncertain frames")
+    vlm_commands = vlm.add_subparsers(dest="vlm_command", required=True)
+    vlm_eval = vlm_commands.add_parser("eval", help="VLM vs zero-shot CLIP and the active classifier, HTML report")
+    vlm_eval.add_argument("--project", type=int, required=True)
+    vlm_eval.add_argument("--limit", type=int, default=None, help="evaluate at most this many frames of the split")
+    vlm_eval.set_defaults(func=_vlm_eval)
     return parser
+
+
+def _vlm_eval(args: argparse.Namespace) -> None:
+    from settings import get_settings
+    from training.progress import JobProgress
+    from training.vlm_eval import run_vlm_eval
+
+    result = run_vlm_eval(args.project, get_settings(), JobProgress(echo=_echo), args.limit)
+    print(json.dumps(result, indent=2))
+    if result["status"] != "done":
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,13 @@ is the whole range so every frame qualifies.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,3 +90,47 @@ def test_band_frames_end_with_a_prediction_carrying_the_vlms_text(ls_client, sta
     assert vlm_jobs and all(j["status"] == "finished" for j in vlm_jobs)
     assert sum(j["result"]["written"] for j in vlm_jobs) == FRAMES
     assert sum(j["result"]["unparsed"] for j in vlm_jobs) == FRAMES  # random weights: recorded as unparsed
+
+
+def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lensguard.cli", *args],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_vlm_eval_reports_the_vlm_next_to_clip_and_the_active_classifier(ls_client, stack, tmp_path):
+    backend = stack
+    project = ls_client.sdk.projects.create(title="vlm eval", label_config=SOILING_XML).id
+    paths = []
+    for i, frame in enumerate(make_frames(16, 160, 90, dirty_fraction=0.5, seed=21)):
+        paths.append(tmp_path / f"{'dirty' if frame.is_dirty else 'clean'}_{i:02d}.jpg")
+        paths[-1].write_bytes(frame.jpeg())
+    ls_client.upload_images(project, paths)
+    for task in ls_client.tasks(project):
+        label = "dirty" if task["data"]["image"].rsplit("-", 1)[-1].startswith("dirty") else "clean"
+        ls_client.annotate(
+            task["id"], [{"from_name": "soiling", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+        )
+    env = {key: value for key, value in backend.env.items() if not key.startswith("LENSGUARD_BASIC")}
+    env["LENSGUARD_DATA_DIR"] = str(tmp_path / "state")
+    trained = run_cli("train", "--project", str(project), "--kind", "probe", "--inline", env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+
+    result = run_cli("vlm", "eval", "--project", str(project), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    report = json.loads((Path(summary["report_html"]).parent / "report.json").read_text())
+    rows = report["rows"]
+    assert "zero-shot CLIP" in rows and "cascade cascade1-override-u0.00-1.00" in rows
+    assert any(name.startswith("served (probe probe-") for name in rows), "the active classifier, as served"
+    frames = report["summary"]["frames"]
+    assert frames == rows["zero-shot CLIP"]["n"] >= 4
+    assert report["summary"]["cascade_share"] == 1.0  # the whole range is the band
+    assert report["summary"]["vlm_unparsed"] == frames  # random weights: no VLM row, no disagreement to show
+    assert report["summary"]["vlm_frames_per_second"] > 0
+    assert "VLM and CLIP disagree (0 frames)" in Path(summary["report_html"]).read_text()

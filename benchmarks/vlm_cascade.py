@@ -39,6 +39,7 @@ from models.vlm.factory import EXPLAINERS
 from models.vlm.prompts import BLIP2_QUESTION, chat_prompt
 from models.zero_shot.loading import resolve_device
 
+TINY_FRAME_PIXELS = 56 * 56 * 4
 TYPES = ("mud", "water drops", "dust", "snow", "condensation", "smear")
 
 
@@ -128,7 +129,7 @@ def preannotate_rows(args) -> list[str]:
         stop,
         wait_healthy,
     )
-    from tests.tiny_vlm import SMALL_FRAME_PIXELS, save_tiny_vlm
+    from models.vlm.random_init import save_random_vlm
     from training.queue import JobQueue
     from training.synthetic import make_frames
 
@@ -141,7 +142,7 @@ def preannotate_rows(args) -> list[str]:
         for i, frame in enumerate(make_frames(args.frames, 1280, 720, dirty_fraction=0.3, seed=123)):
             paths.append(state / f"frame_{i:05d}.jpg")
             paths[-1].write_bytes(frame.jpeg())
-        tiny = save_tiny_vlm("qwen2-vl", state / "tiny-qwen2-vl")
+        tiny = save_random_vlm("qwen2-vl", state / "tiny-qwen2-vl", "tiny", max_pixels=TINY_FRAME_PIXELS)
         port = free_port()
         login = LabelStudioLogin(
             f"http://127.0.0.1:{port}", "bench@lensguard.local", secrets.token_hex(8), secrets.token_hex(20)
@@ -166,7 +167,7 @@ def preannotate_rows(args) -> list[str]:
                     "LENSGUARD_VLM_MODEL": tiny if cascade == "on" else "none",
                     "LENSGUARD_VLM_FORCE_ON_CPU": "true",
                     "LENSGUARD_VLM_MAX_NEW_TOKENS": "16",
-                    "LENSGUARD_VLM_MAX_IMAGE_PIXELS": str(SMALL_FRAME_PIXELS),
+                    "LENSGUARD_VLM_MAX_IMAGE_PIXELS": str(TINY_FRAME_PIXELS),
                     "LENSGUARD_VLM_BAND_LOW": str(band_low if band_low is not None else 0.5),
                     "LENSGUARD_VLM_MAX_PER_HOUR": "1000000",
                 }

@@ -8,13 +8,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models.vlm import build_random_vlm
+from models.vlm.random_init import save_random_vlm
 
 SMALL_FRAME_PIXELS = 56 * 56 * 4  # a handful of visual tokens keeps CPU generation quick
 
 
 def save_tiny_vlm(family: str, directory: Path | str) -> str:
-    model, processor = build_random_vlm(family, "tiny", max_pixels=SMALL_FRAME_PIXELS)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return str(directory)
+    return save_random_vlm(family, directory, "tiny", max_pixels=SMALL_FRAME_PIXELS)

@@ -185,3 +185,11 @@ def build_random_vlm(family: str, architecture: str = "tiny", seed: int = 0, max
         return _blip2(architecture, processor).eval(), processor
     processor = qwen_processor(family, max_pixels)
     return _qwen(family, architecture, processor).eval(), processor
+
+
+def save_random_vlm(family: str, directory, architecture: str = "tiny", max_pixels: int = 448 * 448) -> str:
+    """A random VLM saved like a downloaded one (save_pretrained), for LENSGUARD_VLM_MODEL to point at."""
+    model, processor = build_random_vlm(family, architecture, max_pixels=max_pixels)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)

@@ -74,25 +74,30 @@ class VlmCascade:
     def answers(
         self, verdicts: Sequence[object], images: Sequence[bytes], types: Sequence[str], mode: VlmMode, limit: int
     ) -> dict[int, VlmAnswer]:
-        """index -> the VLM's answer, for the frames it was asked about and answered (in time, in BUDGET mode)."""
+        """index -> the VLM's answer, for the frames it was asked about and answered (in time, in BUDGET mode).
+        In BUDGET mode nothing the VLM does (lateness, an error) reaches the caller: CLIP's answer stands."""
         if mode == VlmMode.OFF:
             return {}
-        chosen = self._select(verdicts, mode)
-        if not chosen:
-            return {}
         if mode == VlmMode.WAIT:
-            found = self._explain([images[i] for i in chosen], types, limit)
+            chosen = self._select(verdicts, mode)
+            found = self._explain([images[i] for i in chosen], types, limit) if chosen else []
         else:
             with self._lock:
                 if self._running is not None and not self._running.done():
-                    self.counters["vlm_busy"] += len(chosen)  # an earlier request's frames still generate
+                    self.counters["vlm_busy"] += 1  # an earlier request's frames still generate
                     return {}
-                self._running = self._pool.submit(self._explain, [images[i] for i in chosen], types, limit)
-                running = self._running
+                chosen = self._select(verdicts, mode)
+                if not chosen:
+                    return {}
+                self._running = running = self._pool.submit(self._explain, [images[i] for i in chosen], types, limit)
             try:
                 found = running.result(timeout=self.budget_seconds)
             except FutureTimeout:
                 self.counters["vlm_late"] += len(chosen)
+                return {}
+            except Exception:
+                log.exception("the VLM failed; serving CLIP's answers")
+                self.counters["vlm_failed"] += len(chosen)
                 return {}
         answered = {i: answer for i, answer in zip(chosen, found, strict=True) if answer is not None}
         self.counters["vlm_answered"] += len(answered)

@@ -98,3 +98,18 @@ def test_missing_vlm_weights_turn_the_vlm_off_with_a_warning_not_the_backend(ser
         health = client.get("/health").json()
     assert health["status"] == "UP"
     assert any("VLM off" in w and "LENSGUARD_VLM_MODEL" in w for w in health["warnings"])
+
+
+def test_a_failing_vlm_never_fails_predict(served, tiny_qwen, monkeypatch):
+    with served(**vlm_settings(tiny_qwen)) as client:
+        explainer = client.app.state.serving.service.vlm.explainer
+
+        def out_of_memory(*args, **kwargs):  # what a GPU running out of memory looks like to the caller
+            raise RuntimeError("CUDA out of memory")
+
+        monkeypatch.setattr(explainer, "explain", out_of_memory)
+        response = client.post("/predict", json={"tasks": tasks(2), "label_config": CONFIG})
+        metrics = client.get("/metrics").json()
+    assert response.status_code == 200
+    assert all(r["result"] and "+vlm-" not in r["model_version"] for r in response.json()["results"])
+    assert metrics["vlm_failed"] == 2

@@ -136,6 +136,7 @@ def json_counters(serving: Serving) -> dict:
         **service.counters,
         **{f"predict_seconds_{stage}": round(value, 3) for stage, value in service.seconds.items()},
         "prediction_errors": dict(service.errors),
+        **(service.vlm.counters if service.vlm else {}),
         "images_seen": stats.images,
         "embedding_cache_hits": stats.cache_hits,
         "images_encoded": stats.encoded,

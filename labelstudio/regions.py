@@ -8,6 +8,7 @@ from labelstudio.brush import brush_regions
 from labelstudio.label_config import SoilingTags
 from models.labels import SOILING_CLASSES
 from models.verdict import Verdict
+from models.vlm import VlmAnswer
 
 RANDOM_WEIGHTS_NOTE = "MODEL HAS RANDOM WEIGHTS: these numbers are meaningless"
 
@@ -96,3 +97,20 @@ def add_dirt_mask(prediction: dict, tags: SoilingTags, mask: np.ndarray, coverag
     for region in prediction["result"]:
         if region["type"] == "textarea":
             region["value"]["text"][0] += summary
+
+
+def vlm_text(answer: VlmAnswer) -> str:
+    """What the VLM said, for the annotator: its verdict and sentence, and where on the frame."""
+    if not answer.parsed:
+        return f"VLM: answer could not be read ({answer.raw[:80]!r})"
+    text = f"VLM: lens {answer.verdict} ({answer.confidence:.2f}): {answer.sentence}"
+    if answer.regions:
+        text += f" Where: {', '.join(answer.regions)}."
+    return text
+
+
+def add_vlm_answer(prediction: dict, answer: VlmAnswer) -> None:
+    """The VLM's explanation leads the TextArea text (the served figures follow it)."""
+    for region in prediction["result"]:
+        if region["type"] == "textarea":
+            region["value"]["text"][0] = f"{vlm_text(answer)} | {region['value']['text'][0]}"

@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--fork", action="store_true", help="run each job in a forked work horse (reloads models)")
     worker.add_argument(
         "--queues",
-        default="preannotate,train",
-        help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training)",
+        default="preannotate,train,vlm",
+        help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training; "
+        "vlm: generative-VLM jobs for uncertain frames)",
     )
     worker.set_defaults(func=_worker)
 
@@ -376,7 +377,25 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("file")
     use.add_argument("--project", type=int, required=True)
     use.set_defaults(func=_prompts_use)
+
+    vlm = commands.add_parser("vlm", help="the generative VLM that explains and settles uncertain frames")
+    vlm_commands = vlm.add_subparsers(dest="vlm_command", required=True)
+    vlm_eval = vlm_commands.add_parser("eval", help="VLM vs zero-shot CLIP and the active classifier, HTML report")
+    vlm_eval.add_argument("--project", type=int, required=True)
+    vlm_eval.add_argument("--limit", type=int, default=None, help="evaluate at most this many frames of the split")
+    vlm_eval.set_defaults(func=_vlm_eval)
     return parser
+
+
+def _vlm_eval(args: argparse.Namespace) -> None:
+    from settings import get_settings
+    from training.progress import JobProgress
+    from training.vlm_eval import run_vlm_eval
+
+    result = run_vlm_eval(args.project, get_settings(), JobProgress(echo=_echo), args.limit)
+    print(json.dumps(result, indent=2))
+    if result["status"] != "done":
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

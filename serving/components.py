@@ -16,6 +16,7 @@ from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion
 from models.runtimes import FidelityError, RuntimeUnavailableError
+from models.vlm import serving_vlm
 from models.zero_shot import (
     PromptSetError,
     WeightsUnavailableError,
@@ -25,7 +26,8 @@ from models.zero_shot import (
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 from serving.service import PredictionService
-from settings import Settings, config_for, open_model_registry
+from serving.vlm import VlmCascade
+from settings import Settings, cascade_config, config_for, open_model_registry, vlm_config
 
 log = logging.getLogger(__name__)
 SERVED_FILE = "served.json"  # per project: the classifier kind that was best on its frozen evaluation set
@@ -63,6 +65,29 @@ def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
 def zero_shot_config(settings: Settings) -> ZeroShotConfig:
     config = config_for(settings, ZeroShotConfig, "clip_", model_name="clip_model")
     return replace(config, runtime_dir=settings.runtime_path)
+
+
+def build_vlm_cascade(settings: Settings, warnings: list[str]) -> VlmCascade | None:
+    """The VLM cascade, or None with the reason added to the warnings (/health): off on CPU unless forced,
+    off when its weights are missing (unless random ones are allowed); CLIP serves either way."""
+    config = vlm_config(settings)
+    if config is None:
+        return None
+    try:
+        cascade = cascade_config(settings)
+    except ValueError as exc:
+        warnings.append(f"VLM off: {exc}")
+        return None
+    explainer, status = serving_vlm(config)
+    if explainer is None:
+        warnings.append(status)
+        log.warning(status)
+        return None
+    warnings.extend(explainer.warnings)
+    if explainer.loaded.random_weights:
+        warnings.append(f"the VLM {config.model} has RANDOM weights: its explanations are meaningless")
+    log.info("%s; cascade %s", status, cascade.version)
+    return VlmCascade(explainer, cascade, settings.vlm_predict_budget_seconds, config.max_image_pixels)
 
 
 def build_serving(settings: Settings) -> Serving:
@@ -112,6 +137,7 @@ def build_serving(settings: Settings) -> Serving:
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
     segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_version(v, settings.device))
+    vlm = build_vlm_cascade(settings, serving.warnings)
     serving.service = PredictionService(
         pipeline,
         build_fetcher(settings),
@@ -120,6 +146,7 @@ def build_serving(settings: Settings) -> Serving:
         settings.combine,
         prompt_sets,
         segmenters,
+        vlm,
     )
     runtime = scorer.runtime
     fidelity = f", {runtime.fidelity.describe()}" if runtime.fidelity else ""

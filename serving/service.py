@@ -14,7 +14,7 @@ import numpy as np
 
 from labelstudio.images import ImageFetcher, ImageFetchError
 from labelstudio.label_config import SoilingTags, parse_soiling_config
-from labelstudio.regions import add_dirt_mask, note_random_weights, prediction_for
+from labelstudio.regions import add_dirt_mask, add_vlm_answer, note_random_weights, prediction_for
 from labelstudio.tasks import TaskError, image_url, metadata_group
 from models.active_models import ActiveModels
 from models.clusters import embedding_clusters, group_cluster
@@ -22,6 +22,7 @@ from models.frames import ImageDecodeError, image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
 from models.segmenter.tiles import frame_coverage
 from models.verdict import CombineMode, Verdict
+from serving.vlm import VlmCascade, VlmMode
 
 log = logging.getLogger(__name__)
 ERROR_CAUSES = {TaskError: "no_image_url", ImageFetchError: "fetch", ImageDecodeError: "decode"}
@@ -53,6 +54,7 @@ class PredictionService:
         combine: CombineMode = CombineMode.AVERAGE,
         prompt_sets: ActiveModels | None = None,
         segmenters: ActiveModels | None = None,
+        vlm: VlmCascade | None = None,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
@@ -61,6 +63,7 @@ class PredictionService:
         self.combine = combine
         self.prompt_sets = prompt_sets
         self.segmenters = segmenters
+        self.vlm = vlm
         self._model_lock = threading.Lock()  # the segmenter: one frame batch at a time
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -120,6 +123,15 @@ class PredictionService:
                 found[index] = group_cluster(group)
         return found
 
+    def _vlm_answers(self, batch: PreparedTasks, mode: VlmMode) -> dict:
+        """Task index -> the VLM's answer, for the band frames the cascade sent and got answered."""
+        if self.vlm is None:
+            return {}
+        verdicts = [batch.outcomes[i] for i in batch.readable]
+        images = batch.prepared.images
+        found = self.vlm.answers(verdicts, images, batch.tags.type_labels, mode, self.pipeline.max_pixels)
+        return {batch.readable[position]: answer for position, answer in found.items()}
+
     def predict(
         self,
         tasks: Sequence[dict],
@@ -164,7 +176,15 @@ class PredictionService:
         self.seconds["fetch"] += time.perf_counter() - started
         return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
 
-    def finish(self, batch: PreparedTasks, count_request: bool = True) -> list[dict]:
+    def finish(
+        self,
+        batch: PreparedTasks,
+        count_request: bool = True,
+        vlm_mode: VlmMode = VlmMode.BUDGET,
+        vlm_answers: dict | None = None,
+    ) -> list[dict]:
+        """`vlm_mode`: whether the VLM cascade answers the batch's band frames (see VlmMode); `vlm_answers`, when
+        given, receives task id -> the VLM's answer."""
         started = time.perf_counter()
         project, tags, outcomes = batch.project, batch.tags, batch.outcomes
         active = self._active(project)
@@ -176,6 +196,11 @@ class PredictionService:
         self.seconds["model"] += time.perf_counter() - started
         for i, score in zip(batch.readable, scores, strict=True):
             outcomes[i] = score
+        answers = self._vlm_answers(batch, vlm_mode)
+        if vlm_answers is not None:
+            vlm_answers.update({batch.tasks[i].get("id"): answer for i, answer in answers.items()})
+        for index, answer in answers.items():
+            outcomes[index] = self.vlm.combine(outcomes[index], answer)
         masks = self._dirt_masks(batch) if tags.brush else {}
         clusters = self._clusters(batch)
         random_weights = self.pipeline.scorer.clip.random_weights
@@ -187,7 +212,12 @@ class PredictionService:
                 self.errors[error_cause(outcome)] += 1
                 predictions.append({"task": task.get("id"), "error": str(outcome), "model_version": version})
                 continue
-            prediction = prediction_for(tags, outcome, version, self.type_threshold)
+            answer = answers.get(index)
+            prediction = prediction_for(
+                tags, outcome, self.vlm.version(version) if answer else version, self.type_threshold
+            )
+            if answer is not None:
+                add_vlm_answer(prediction, answer)
             if index in masks:
                 add_dirt_mask(prediction, tags, *masks[index])
             if random_weights:

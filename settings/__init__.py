@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from models.cascade import CascadeConfig, VlmRule
 from models.registry import Registry, open_registry
 from models.verdict import CombineMode
+from models.vlm.config import VlmConfig
 from settings.secret_files import SecretFileSettings
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,27 @@ class Settings(BaseSettings):
     coverage_grid: Pair = (4, 4)  # COLSxROWS grid of tile-coverage metrics (TiledSoilingNet)
     tile_grid: Pair | None = None  # deprecated: ROWSxCOLS, read into coverage_grid with a warning
 
+    # Generative VLM cascade: explains and settles the frames whose served uncertainty lies in the band.
+    # On CPU it is off unless forced; with weights missing it is off (or random, where allowed); CLIP serves on.
+    vlm_model: str | None = "Qwen/Qwen2-VL-2B-Instruct"  # hub name or local directory; none: no VLM
+    vlm_family: str = "auto"  # qwen2-vl | qwen2.5-vl | blip2 | auto (from the directory or the name)
+    vlm_dtype: str = "auto"  # float16 on a GPU, float32 on CPU
+    vlm_max_new_tokens: int = 96
+    vlm_batch_size: int = 8
+    vlm_max_image_pixels: int = 448 * 448
+    vlm_allow_random_weights: bool = False
+    vlm_force_on_cpu: bool = False
+    vlm_band_low: float = 0.5  # served uncertainty 1 - |2p - 1| in [low, high] goes to the VLM
+    vlm_band_high: float = 1.0
+    vlm_rule: VlmRule = VlmRule.OVERRIDE  # override | average | vote
+    vlm_max_per_batch: int = 8  # frames of one /predict request
+    vlm_max_per_hour: int = 600  # frames per process and sliding hour
+    vlm_predict_budget_seconds: float = 2.0  # /predict waits this long for the VLM, then answers with CLIP alone
+    vlm_preannotate: bool = True  # batch pre-annotation queues VLM jobs for the band frames of each chunk
+    vlm_pseudo_labels: bool = False  # retraining takes the VLM's confident verdicts as weighted pseudo-labels
+    vlm_pseudo_min_confidence: float = 0.8
+    vlm_pseudo_weight: float = 0.3
+
     # Local state: embedding cache, model registry
     data_dir: Path = Path(".lensguard")
     model_dir: str | None = None  # a directory, or an object store URL such as s3://bucket/prefix
@@ -178,7 +201,7 @@ class Settings(BaseSettings):
     def _empty_means_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("clip_pretrained", "segmenter_encoder_weights", mode="before")
+    @field_validator("clip_pretrained", "segmenter_encoder_weights", "vlm_model", mode="before")
     @classmethod
     def _none_means_random(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "random"):
@@ -233,6 +256,22 @@ class Settings(BaseSettings):
     @property
     def runtime_path(self) -> Path:
         return self.runtime_dir or self.data_dir / "runtimes"
+
+
+def vlm_config(settings: Settings) -> VlmConfig | None:
+    """None when no VLM is configured (LENSGUARD_VLM_MODEL=none)."""
+    if not settings.vlm_model:
+        return None
+    return config_for(settings, VlmConfig, "vlm_")
+
+
+def cascade_config(settings: Settings) -> CascadeConfig:
+    return CascadeConfig(
+        band=(settings.vlm_band_low, settings.vlm_band_high),
+        rule=settings.vlm_rule,
+        max_per_batch=settings.vlm_max_per_batch,
+        max_per_hour=settings.vlm_max_per_hour,
+    )
 
 
 @lru_cache

@@ -26,6 +26,21 @@ from training.finetune import finetune, finetune_config
 from training.locks import project_lock
 from training.metrics import best_threshold, binary_metrics, metric_value, save_report_plot
 from training.progress import JobProgress
+from training.queue import connect
+from training.vlm_answers import recorded_answers
+
+
+def vlm_pseudo_labels(settings: Settings, tasks: list[dict]) -> dict[int, tuple[int, float]]:
+    """task id -> (label, weight) for the VLM verdicts (recorded by VLM jobs) at least as confident as the setting."""
+    projects = {task.get("project") for task in tasks} - {None}
+    answers = {}
+    for project in projects:
+        answers |= recorded_answers(connect(settings.redis_url), project)
+    return {
+        task: (int(answer["verdict"] == "dirty"), settings.vlm_pseudo_weight)
+        for task, answer in answers.items()
+        if answer["confidence"] >= settings.vlm_pseudo_min_confidence
+    }
 
 
 class ClassifierTrainer:
@@ -52,7 +67,10 @@ class ClassifierTrainer:
         pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
         pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None
         pixel_size = settings.finetune_image_size if self._needs_pixels() else None
-        data = build_training_set(tasks, tags, pipeline, build_fetcher(settings), progress, pseudo, pixel_size)
+        vlm_pseudo = vlm_pseudo_labels(settings, tasks) if settings.vlm_pseudo_labels else None
+        data = build_training_set(
+            tasks, tags, pipeline, build_fetcher(settings), progress, pseudo, pixel_size, vlm_pseudo_labels=vlm_pseudo
+        )
         labels = data.labels
         data.summary |= {"labelled": len(labels), "dirty": int(labels.sum()), "clean": int((1 - labels).sum())}
         progress.log(f"dataset: {data.summary}")

@@ -79,12 +79,15 @@ def build_training_set(
     pseudo_labels: tuple[float, float, float] | None = None,
     pixel_size: int | None = None,
     thumbnail_size: int | None = None,
+    vlm_pseudo_labels: dict[int, tuple[int, float]] | None = None,
 ) -> TrainingSet:
-    """`pseudo_labels` = (low, high, weight): unlabelled frames with zero-shot P(dirty) outside [low, high]."""
+    """`pseudo_labels` = (low, high, weight): unlabelled frames with zero-shot P(dirty) outside [low, high].
+    `vlm_pseudo_labels`: task id -> (label, weight) from the VLM's confident verdicts; they come first."""
+    vlm_pseudo_labels = vlm_pseudo_labels or {}
     candidates = []
     for task in tasks:
         label = human_label(task, tags)
-        if label is not None or pseudo_labels:
+        if label is not None or pseudo_labels or task.get("id") in vlm_pseudo_labels:
             candidates.append(Example(task, label))
     report = {"tasks": len(tasks), "human_labels": sum(e.label is not None for e in candidates)}
     progress.stage("fetching and embedding frames", total=len(candidates))
@@ -113,6 +116,10 @@ def build_training_set(
         raise DatasetError("no labelled frame could be read")
     embeddings = np.stack(vectors)
     p_zero_shot = np.array([r.p_dirty for r in pipeline.scorer.score(embeddings)])
+    for example in kept:
+        if example.label is None and example.task.get("id") in vlm_pseudo_labels:
+            example.label, example.weight = vlm_pseudo_labels[example.task["id"]]
+            example.source = "vlm-pseudo"
     if pseudo_labels:
         low, high, weight = pseudo_labels
         for example, p in zip(kept, p_zero_shot, strict=True):
@@ -121,6 +128,7 @@ def build_training_set(
     use = [i for i, e in enumerate(kept) if e.label is not None]
     report |= {
         "pseudo_labels": sum(kept[i].source == "pseudo" for i in use),
+        "vlm_pseudo_labels": sum(kept[i].source == "vlm-pseudo" for i in use),
         "unreadable": len(failures),
         "unreadable_examples": failures[:20],
     }

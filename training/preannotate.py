@@ -19,10 +19,11 @@ from rq.job import Job
 from labelstudio.client import LabelStudioClient
 from serving.components import build_serving, label_studio_client
 from serving.service import PredictionService
+from serving.vlm import VlmMode
 from settings import Settings, get_settings
 from training.claims import claim
 from training.progress import JobProgress
-from training.queue import release_pending, start_run
+from training.queue import enqueue_vlm, release_pending, start_run
 from training.runs import Run
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,29 @@ def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
     run = Run.load(job.connection, run_id)
     if run.superseded():
         return {"status": "superseded"}
-    outcome = predict_and_write(project_id, task_ids, get_settings(), run, owner=job.id)
+    settings = get_settings()
+    outcome = predict_and_write(project_id, task_ids, settings, run, owner=job.id)
+    band = outcome.pop("band", [])
     if outcome["status"] == "done":  # counted once, when the chunk completes; a crashed attempt counts nothing
         run.chunk_done(job.id, {"done": len(task_ids), "failed": outcome["failed"], "encoded": outcome["encoded"]})
-    return outcome
+        if band:  # the generative VLM's jobs for the chunk's uncertain frames: after CLIP, never in its way
+            outcome["vlm_job"] = enqueue_vlm(
+                job.connection, project_id, f"{job.id}-vlm", band, settings.job_timeout_seconds
+            )
+    return outcome | {"vlm_band_frames": len(band)}
+
+
+def band_tasks(service: PredictionService, results: list[dict]) -> list[int]:
+    """Tasks whose served uncertainty (1 - score) lies in the VLM band; none when the cascade is off."""
+    if service.vlm is None:
+        return []
+    return [r["task"] for r in results if "result" in r and service.vlm.config.in_band(1 - r["score"])]
 
 
 def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, run: Run, owner: str) -> dict:
     """Predict the tasks that still lack the run's version and that this chunk claims; fetching and decoding
-    batch k+1 overlaps batch k. A re-scoring run superseded meanwhile stops before its next write."""
+    batch k+1 overlaps batch k. A re-scoring run superseded meanwhile stops before its next write. The result's
+    `band`: the written tasks in the VLM band, when VLM jobs are on."""
     service = worker_service()
     client = _client(settings)
     project = str(project_id)
@@ -110,13 +125,14 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = failed = 0
     encoded_before = service.pipeline.stats.encoded
+    band: list[int] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
         upcoming = prefetch.submit(service.prepare, batches[0], label_config, project) if batches else None
         for index in range(len(batches)):
             prepared = upcoming.result()
             if index + 1 < len(batches):
                 upcoming = prefetch.submit(service.prepare, batches[index + 1], label_config, project)
-            results = service.finish(prepared)
+            results = service.finish(prepared, vlm_mode=VlmMode.OFF)
             if run.superseded():
                 return {"status": "superseded", "written": written}
             good = [r for r in results if "result" in r]
@@ -124,6 +140,8 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
                 project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in good]
             )
             run.record(good)
+            if settings.vlm_preannotate:
+                band += band_tasks(service, good)
             written += len(good)
             failed += len(results) - len(good)
     return {
@@ -132,4 +150,5 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
         "failed": failed + len(task_ids) - len(tasks),  # tasks deleted meanwhile count as failed
         "already_done": len(tasks) - len(todo),  # predicted before, or claimed by another writer
         "encoded": service.pipeline.stats.encoded - encoded_before,
+        "band": band,
     }

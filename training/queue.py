@@ -17,7 +17,8 @@ from training.job_metrics import CALLBACKS, JobStats, read_job_stats
 
 PREANNOTATE_QUEUE = "preannotate"  # planning, chunks, re-scoring: uploads never wait behind training
 TRAIN_QUEUE = "train"  # training, prompt evaluation
-QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE)  # a worker's default: both, in this order of priority
+VLM_QUEUE = "vlm"  # generative-VLM jobs for frames in the uncertain band: after everything else
+QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE, VLM_QUEUE)  # a worker's default: all, in this order of priority
 TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
@@ -29,6 +30,9 @@ RESCORE_FUNCTION = "training.rescore.plan_rescore"
 CLUSTER_FUNCTION = "training.runs.cluster_job"
 PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION, CLUSTER_FUNCTION}
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+# VLM jobs have their own queue, which workers take only when the main one is empty: they never hold up CLIP.
+VLM_FUNCTION = "training.vlm_job.vlm_job"
+VLM_ANSWERS_KEY = "lensguard:vlm-answers:{project}"  # task id -> the VLM's verdict, for pseudo-labels
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
 _RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -293,6 +297,24 @@ def enqueue_chunks(
             meta={"project": str(project), "kind": f"run-{name}", "reason": run_id, "progress": {}, "log": []},
             **CALLBACKS,
         )
+
+
+def enqueue_vlm(connection: redis.Redis, project: int, job_id: str, task_ids: list[int], timeout_seconds: int) -> str:
+    """A VLM job for a chunk's band frames: it adds a prediction with the combined version to each."""
+    job_queue(connection, VLM_QUEUE).enqueue(
+        VLM_FUNCTION,
+        int(project),
+        [int(task) for task in task_ids],
+        job_id=job_id,
+        retry=Retry(max=2),
+        job_timeout=timeout_seconds,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        meta={"project": str(project), "kind": "vlm", "reason": f"{len(task_ids)} band frames", "progress": {}},
+        **CALLBACKS,
+    )
+    connection.zadd(JOBS_INDEX_KEY, {job_id: time.time()})
+    return job_id
 
 
 def run_status(connection: redis.Redis, run_id: str) -> dict | None:

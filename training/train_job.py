@@ -102,6 +102,11 @@ def take(predicted: Any, positions: np.ndarray) -> Any:
     return predicted[positions] if isinstance(predicted, np.ndarray) else [predicted[i] for i in positions]
 
 
+def human_only(data: TrainingData, indices: np.ndarray) -> np.ndarray:
+    """The frames among `indices` with a human label (pseudo-labelled frames train, never judge)."""
+    return indices[data.human[indices]]
+
+
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
     trainer = create_trainer(kind, project_id, settings)
     progress.log(f"training {kind} for project {project_id} ({reason})")
@@ -129,6 +134,12 @@ def run_training(project_id: int, kind: str, settings: Settings, progress: JobPr
         return {"status": "need_more_data", "detail": str(exc), "dataset": data.summary}
     train, val, evaluation = pool[inner_train], pool[inner_val], split.evaluation
     eval_groups = [data.groups[i] for i in evaluation]
+    judged = human_only(data, val)  # pseudo-labelled frames train, never early-stop, threshold or calibrate
+    if len(judged) < len(val):
+        val = judged
+        if len(set(data.labels[val].tolist())) < 2:
+            progress.log("without its pseudo-labelled frames the inner validation split lacks a class")
+            return {"status": "need_more_data", "detail": "validation needs human labels of both classes"}
     data.summary |= {"train": len(train), "validation": len(val), "groups": len(set(data.groups))}
     data.summary["evaluation"] = {
         "eval_set_version": split.version,

@@ -8,9 +8,10 @@ import pytest
 
 from models.object_store_registry import ObjectStoreRegistry
 from models.registry import ModelRegistry
+from models.vlm import VlmConfig
 from models.zero_shot import ZeroShotConfig
 from serving.components import zero_shot_config
-from settings import Settings, open_model_registry
+from settings import Settings, open_model_registry, vlm_config
 from training.finetune import FinetuneConfig, finetune_config
 from training.segment import SegmenterConfig, segmenter_config
 
@@ -20,7 +21,12 @@ DERIVED = {"runtime_dir"}  # a setting whose default is derived from the data di
 
 @pytest.mark.parametrize(
     ("config_class", "build"),
-    [(ZeroShotConfig, zero_shot_config), (FinetuneConfig, finetune_config), (SegmenterConfig, segmenter_config)],
+    [
+        (ZeroShotConfig, zero_shot_config),
+        (FinetuneConfig, finetune_config),
+        (SegmenterConfig, segmenter_config),
+        (VlmConfig, vlm_config),
+    ],
 )
 def test_every_family_config_comes_from_the_settings_with_the_same_defaults(config_class, build):
     built = build(Settings(_env_file=None))

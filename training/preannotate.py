@@ -99,7 +99,7 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
     project = str(project_id)
     version = service.model_version(project)
     if run.rescore is not None and version != run.version:  # a newer promotion serves already
-        run.superseded()
+        run.connection.hset(run.key, "superseded", time.time())
         return {"status": "superseded", "served": version}
     label_config = client.project(project_id)["label_config"]
     tasks = client.tasks(project_id, ids=task_ids)

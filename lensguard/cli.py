@@ -245,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--fork", action="store_true", help="run each job in a forked work horse (reloads models)")
     worker.add_argument(
         "--queues",
-        default="preannotate,train",
-        help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training)",
+        default="preannotate,train,clusters",
+        help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training; "
+        "clusters: storing cluster ids after a run)",
     )
     worker.set_defaults(func=_worker)
 

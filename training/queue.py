@@ -13,7 +13,8 @@ from rq.job import Job, JobStatus
 
 PREANNOTATE_QUEUE = "preannotate"  # planning, chunks, re-scoring: uploads never wait behind training
 TRAIN_QUEUE = "train"  # training, prompt evaluation
-QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE)  # a worker's default: both, in this order of priority
+CLUSTERS_QUEUE = "clusters"  # storing cluster ids one prediction at a time, after a run (see training.runs)
+QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE, CLUSTERS_QUEUE)  # a worker's default: all, in this order
 TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
@@ -23,7 +24,7 @@ PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 CHUNK_FUNCTION = "training.preannotate.chunk_job"
 RESCORE_FUNCTION = "training.rescore.plan_rescore"
 CLUSTER_FUNCTION = "training.runs.cluster_job"
-PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION, CLUSTER_FUNCTION}
+PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION}
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
@@ -194,7 +195,7 @@ def enqueue_chunks(
     name: str,
     timeout_seconds: int,
 ) -> None:
-    queue = Queue(PREANNOTATE_QUEUE, connection=connection)
+    queue = Queue(CLUSTERS_QUEUE if function == CLUSTER_FUNCTION else PREANNOTATE_QUEUE, connection=connection)
     for index, chunk in enumerate(chunks):
         queue.enqueue(
             function,

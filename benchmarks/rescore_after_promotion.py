@@ -135,12 +135,11 @@ def main() -> None:
             current = client.project(project)["model_version"]
             switched = time.perf_counter() - promoted
             result = runs[0]["result"]
-            clustered = None
             while args.wait_clusters and (result := queue.job(runs[0]["id"])["result"])["clustered"] != result.get(
                 "to_cluster"
             ):
                 time.sleep(0.5)
-                clustered = time.perf_counter() - promoted
+            clustered = time.perf_counter() - promoted if args.wait_clusters else None
             assert version.name in current, (version.name, current)
             counts: dict[int, int] = {}
             for prediction in client.predictions(project):

@@ -140,7 +140,8 @@ def main() -> None:
             ):
                 time.sleep(0.5)
             clustered = time.perf_counter() - promoted if args.wait_clusters else None
-            assert version.name in current, (version.name, current)
+            print(f"switched to {current} ({version.name}) after {switched:.1f} s", flush=True)
+            assert "benchmark-wording" in current, current
             counts: dict[int, int] = {}
             for prediction in client.predictions(project):
                 if prediction["model_version"] == current:

@@ -120,10 +120,10 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
             if run.superseded():
                 return {"status": "superseded", "written": written}
             good = [r for r in results if "result" in r]
+            run.record(good)  # first: a retry after a crash mid-import finds these written and skips them
             client.import_predictions(
                 project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in good]
             )
-            run.record(good)
             written += len(good)
             failed += len(results) - len(good)
     return {

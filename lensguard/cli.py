@@ -299,9 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--fork", action="store_true", help="run each job in a forked work horse (reloads models)")
     worker.add_argument(
         "--queues",
-        default="preannotate,train,vlm",
+        default="preannotate,train,clusters,vlm",
         help="queues to take jobs from, first has priority (preannotate: uploads and re-scoring; train: training; "
-        "vlm: generative-VLM jobs for uncertain frames)",
+        "clusters: storing cluster ids after a run; vlm: generative-VLM jobs for uncertain frames)",
     )
     worker.set_defaults(func=_worker)
 

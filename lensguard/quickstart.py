@@ -126,10 +126,11 @@ def run(options: QuickstartOptions) -> None:
         processes.append(start_backend(options.backend_port, env, backend_log, host=options.backend_host))
         wait_healthy(backend_url, 600, processes[-1], backend_log)
         health = httpx.get(f"{backend_url}/health").json()
-        # Two workers for two cores: one only pre-annotates (uploads, re-scoring after a promotion), so frames
-        # never wait behind a training job; the other takes pre-annotation first, then training.
-        processes.append(start_worker(worker_env(env, health), state / "worker-preannotate.log", queues="preannotate"))
-        processes.append(start_worker(worker_env(env, health), state / "worker.log"))
+        # Two workers for two cores: one never trains (uploads, re-scoring after a promotion, then cluster ids), so
+        # frames never wait behind a training job; the other takes pre-annotation first, then training.
+        workers = worker_env(env, health)
+        processes.append(start_worker(workers, state / "worker-preannotate.log", queues="preannotate,clusters"))
+        processes.append(start_worker(workers, state / "worker.log"))
         for warning in health.get("warnings", []):
             print(f"WARNING: {warning}", flush=True)
 

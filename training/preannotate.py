@@ -114,7 +114,7 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
     project = str(project_id)
     version = service.model_version(project)
     if run.rescore is not None and version != run.version:  # a newer promotion serves already
-        run.superseded()
+        run.connection.hset(run.key, "superseded", time.time())
         return {"status": "superseded", "served": version}
     label_config = client.project(project_id)["label_config"]
     tasks = client.tasks(project_id, ids=task_ids)
@@ -136,10 +136,10 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
             if run.superseded():
                 return {"status": "superseded", "written": written}
             good = [r for r in results if "result" in r]
+            run.record(good)  # first: a retry after a crash mid-import finds these written and skips them
             client.import_predictions(
                 project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in good]
             )
-            run.record(good)
             if settings.vlm_preannotate:
                 band += band_tasks(service, good)
             written += len(good)

@@ -17,8 +17,9 @@ from training.job_metrics import CALLBACKS, JobStats, read_job_stats
 
 PREANNOTATE_QUEUE = "preannotate"  # planning, chunks, re-scoring: uploads never wait behind training
 TRAIN_QUEUE = "train"  # training, prompt evaluation
+CLUSTERS_QUEUE = "clusters"  # storing cluster ids one prediction at a time, after a run (see training.runs)
 VLM_QUEUE = "vlm"  # generative-VLM jobs for frames in the uncertain band: after everything else
-QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE, VLM_QUEUE)  # a worker's default: all, in this order of priority
+QUEUE_NAMES = (PREANNOTATE_QUEUE, TRAIN_QUEUE, CLUSTERS_QUEUE, VLM_QUEUE)  # a worker's default: all, in this order
 TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
@@ -28,7 +29,7 @@ PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
 CHUNK_FUNCTION = "training.preannotate.chunk_job"
 RESCORE_FUNCTION = "training.rescore.plan_rescore"
 CLUSTER_FUNCTION = "training.runs.cluster_job"
-PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION, CLUSTER_FUNCTION}
+PREANNOTATE_FUNCTIONS = {PREANNOTATE_FUNCTION, CHUNK_FUNCTION, RESCORE_FUNCTION}
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 # VLM jobs have their own queue, which workers take only when the main one is empty: they never hold up CLIP.
 VLM_FUNCTION = "training.vlm_job.vlm_job"
@@ -282,7 +283,7 @@ def enqueue_chunks(
     name: str,
     timeout_seconds: int,
 ) -> None:
-    queue = job_queue(connection, PREANNOTATE_QUEUE)
+    queue = job_queue(connection, CLUSTERS_QUEUE if function == CLUSTER_FUNCTION else PREANNOTATE_QUEUE)
     for index, chunk in enumerate(chunks):
         queue.enqueue(
             function,

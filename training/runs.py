@@ -26,7 +26,7 @@ RESCORE_SEQUENCE_KEY = "lensguard:rescore-seq:{project}"  # the newest re-scorin
 SWITCH_LOCK_KEY = "lensguard:rescore-switch:{project}"
 CLUSTERS_KEY = RUN_KEY + ":clusters"  # task id -> [cluster, score, model_version] of the prediction written
 COMPLETED_KEY = RUN_KEY + ":completed:{phase}"  # ids of the run's chunk/cluster jobs that completed
-CLUSTER_CHUNK_SIZE = 200
+CLUSTER_CHUNK_SIZE = 50  # about 15 s of requests: a worker soon takes new pre-annotation again
 
 
 def newest_rescore(connection: redis.Redis, project: int | str) -> int:

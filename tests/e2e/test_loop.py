@@ -77,7 +77,7 @@ def stack(label_studio, ls_pat, images, tmp_path_factory):
     )
     with launch_backend(label_studio, ls_pat, root, **settings) as backend:
         workers = {  # what `lensguard up` starts on two cores
-            "preannotate": start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate"),
+            "preannotate": start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate,clusters"),
             "both": start_worker(backend.env, root / "worker.log"),
         }
         try:
@@ -236,7 +236,7 @@ def test_a_worker_killed_during_rescoring_loses_and_duplicates_nothing(ls_client
         time.sleep(0.2)
     os.killpg(workers["preannotate"].pid, signal.SIGKILL)  # a machine dies mid-run
     workers["preannotate"].wait(10)
-    workers["preannotate"] = start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate")
+    workers["preannotate"] = start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate,clusters")
 
     run = wait_for_loop_to_settle(backend, project, timeout=400)  # polling /jobs requeues the abandoned chunk
     assert run["result"]["version"] == version and run["result"]["failed"] == 0

@@ -18,7 +18,7 @@ from serving.components import build_serving
 from tests.services import redis_url
 from tests.unit.test_app import AUTH, TOKEN, settings_for, tasks
 from training.claims import claim
-from training.queue import PREANNOTATE_QUEUE, JobSerializer, start_run
+from training.queue import CLUSTERS_QUEUE, JobSerializer, start_run
 from training.runs import RESCORE_SEQUENCE_KEY, Run
 from training.synthetic import make_frames
 
@@ -132,11 +132,9 @@ def test_each_chunk_counts_once_and_the_last_one_starts_the_cluster_jobs(connect
     assert int(connection.hget(run.key, "done")) == 2 and connection.hget(run.key, "clustering") is None
     run.chunk_done("run-6-1-chunk-1", {"done": 1, "failed": 0})
     assert int(connection.hget(run.key, "to_cluster")) == 3
-    [job_id] = Queue(PREANNOTATE_QUEUE, connection=connection).job_ids[-1:]
-    assert job_id == "run-6-1-cluster-0"
-    assert Job.fetch(job_id, connection=connection, serializer=JobSerializer).args[2] == [3, 2, 1], (
-        "the most uncertain first"
-    )
+    assert Queue(CLUSTERS_QUEUE, connection=connection).job_ids == ["run-6-1-cluster-0"], "after any pre-annotation"
+    job = Job.fetch("run-6-1-cluster-0", connection=connection, serializer=JobSerializer)
+    assert job.args[2] == [3, 2, 1], "the most uncertain first"
 
 
 def test_every_queued_function_path_names_a_function():

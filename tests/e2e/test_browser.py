@@ -46,18 +46,24 @@ LABELLED_DIRTY, LABELLED_CLEAN = 6, 5
 LABELLED = LABELLED_DIRTY + LABELLED_CLEAN
 UI_TIMEOUT_MS = 90_000
 
-# Per brush-layer canvas of the labelling view (Konva draws the image on the first layer, regions above it): whether
-# any layer above the image is painted at the centre of each image pixel (the mask's grid).
+# Whether the brush layers (Konva draws the image on its first layer, regions above it) are painted at the centre of
+# each image pixel, through the stage's zoom and offset; -1 for a pixel outside the view.
 BRUSH_PIXELS_JS = """([width, height]) => {
+  const stage = Konva.stages[0];
   const layers = [...document.querySelectorAll('.konvajs-content canvas')].slice(1);
-  const painted = new Uint8Array(width * height);
-  for (const canvas of layers) {
-    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    const sx = canvas.width / width, sy = canvas.height / height;
-    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
-      const px = Math.floor((x + 0.5) * sx), py = Math.floor((y + 0.5) * sy);
-      if (data[(py * canvas.width + px) * 4 + 3] > 0) painted[y * width + x] = 1;
+  const fit = stage.width() / width * stage.scaleX();  // image pixels -> stage pixels
+  const painted = new Int8Array(width * height);
+  const pixels = layers.map(c => [c, c.getContext('2d').getImageData(0, 0, c.width, c.height).data]);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+    let value = -1;
+    for (const [canvas, data] of pixels) {
+      const ratio = canvas.width / stage.width();
+      const cx = Math.floor(((x + 0.5) * fit + stage.x()) * ratio);
+      const cy = Math.floor(((y + 0.5) * fit + stage.y()) * ratio);
+      if (cx < 0 || cy < 0 || cx >= canvas.width || cy >= canvas.height) continue;
+      value = Math.max(value, data[(cy * canvas.width + cx) * 4 + 3] > 0 ? 1 : 0);
     }
+    painted[y * width + x] = value;
   }
   return Array.from(painted);
 }"""
@@ -162,9 +168,10 @@ def current_task(page: Page) -> int:
     return int(page.locator(".lsf-current-task").first.inner_text().split()[0].lstrip("#"))
 
 
-def drawn_mask(page: Page) -> np.ndarray:
-    painted = page.evaluate(BRUSH_PIXELS_JS, [WIDTH, HEIGHT])
-    return np.array(painted, dtype=bool).reshape(HEIGHT, WIDTH)
+def drawn_mask(page: Page) -> tuple[np.ndarray, np.ndarray]:
+    """(painted, visible) per image pixel, as the annotator sees the frame."""
+    painted = np.array(page.evaluate(BRUSH_PIXELS_JS, [WIDTH, HEIGHT]), dtype=np.int8).reshape(HEIGHT, WIDTH)
+    return painted == 1, painted >= 0
 
 
 def predicted_mask(prediction: dict) -> np.ndarray:
@@ -197,7 +204,9 @@ def check_pre_annotation(page: Page, prediction: dict) -> None:
     assert "random weights" in shown.lower(), "annotators are told the model's weights are random"
     expected = predicted_mask(prediction)
     if expected.any():
-        drawn = drawn_mask(page)
+        drawn, visible = drawn_mask(page)
+        assert visible.mean() > 0.8, "most of the frame is in view"
+        expected &= visible
         iou = (drawn & expected).sum() / (drawn | expected).sum()
         assert iou > 0.8, f"the brush mask is drawn elsewhere than predicted: IoU {iou:.2f}"
 
@@ -248,7 +257,7 @@ def test_annotator_corrects_a_pre_annotated_frame_in_chromium(ls_client, label_s
             page.mouse.move(start[0] + step * image["width"] * 0.02, start[1] + step * image["height"] * 0.04)
         page.mouse.up()
         webhooks_before = webhook_requests(backend)
-        page.get_by_role("button", name="Submit").click()
+        page.get_by_test_id("bottombar-submit-button").click()
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not ls_client.tasks(project, [task])[0]["annotations"]:

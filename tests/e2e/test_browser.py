@@ -127,8 +127,8 @@ def train_and_predict(ls_client, backend, tmp_path: Path) -> tuple[int, list[dic
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         jobs = [queue.job(job_id) for job_id in job_ids]
-        if all(job["status"] in ("finished", "failed") for job in jobs):
-            break
+        if all(job["status"] == "finished" for job in jobs):
+            break  # (on a machine loaded enough to delay heartbeats, a running job may look abandoned a while)
         time.sleep(2)
     assert [(job["result"] or {}).get("status") for job in jobs] == ["promoted", "promoted"], jobs
 

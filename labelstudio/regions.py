@@ -24,10 +24,11 @@ def explanation_text(result: Verdict, types: list[str]) -> str:
     Label Studio shows as the prediction score."""
     verdict = "dirty" if result.is_dirty else "clean"
     p_choice = result.p_dirty if result.is_dirty else 1.0 - result.p_dirty
+    choice = "" if result.is_dirty else f", so P(clean)={p_choice:.2f}"
     text = (
-        f"{result.source}: lens {verdict}: P(dirty)={result.p_dirty:.2f}, so P({verdict})={p_choice:.2f}"
-        f" (the choice's score); confidence {result.confidence:.2f} (1 = certain, 0 = a coin toss;"
-        " the prediction score, lowest first in the lensguard tab)"
+        f"{result.source}: lens {verdict}: P(dirty)={result.p_dirty:.2f}{choice} (the choice's score);"
+        f" confidence {result.confidence:.2f} (1 = certain, 0 = a coin toss; the prediction score, lowest first"
+        " in the lensguard tab)"
     )
     if result.p_classifier is not None:
         text += f"; P(dirty) by the classifier {result.p_classifier:.2f}, by zero-shot {result.p_zero_shot:.2f}"

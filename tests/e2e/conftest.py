@@ -103,6 +103,7 @@ def launch_backend(label_studio: LabelStudioLogin, pat: str, root: Path, **setti
         "LENSGUARD_BASIC_AUTH_USER": auth[0],
         "LENSGUARD_BASIC_AUTH_PASS": auth[1],
         "LENSGUARD_REDIS_URL": redis_url(0),
+        "LENSGUARD_RUNTIME": "torch",  # the measured choice (auto) is tested in tests/unit/test_runtimes.py
         **{f"LENSGUARD_{key.upper()}": value for key, value in settings.items()},
     }
     log = root / "backend.log"

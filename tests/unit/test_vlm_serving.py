@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from serving.components import build_serving
 from tests.tiny_vlm import SMALL_FRAME_PIXELS, save_tiny_vlm
-from tests.unit.test_app import TOKEN, settings_for, tasks
+from tests.unit.test_app import AUTH, TOKEN, settings_for, tasks
 from training.synthetic import make_frames
 
 CONFIG = """<View>
@@ -34,7 +34,7 @@ def served(file_server, tmp_path):
 
     def start(**overrides) -> TestClient:
         settings = settings_for(file_server.url, tmp_path, **overrides)
-        return TestClient(create_app(settings, build_serving(settings)))
+        return TestClient(create_app(settings, build_serving(settings)), headers=AUTH)
 
     return start
 
@@ -55,7 +55,7 @@ def vlm_settings(model: str, **overrides) -> dict:
 def test_band_frames_get_the_vlm_text_and_the_combined_version(served, tiny_qwen):
     with served(**vlm_settings(tiny_qwen, vlm_max_per_batch=2)) as client:
         body = client.post("/predict", json={"tasks": tasks(3), "label_config": CONFIG}).json()
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics", params={"format": "json"}).json()
     results = body["results"]
     with_vlm = [r for r in results if "+cascade1-override-u0.00-1.00+vlm-" in r["model_version"]]
     assert len(with_vlm) == 2, "the per-batch cap sends the two most uncertain frames"
@@ -70,7 +70,7 @@ def test_band_frames_get_the_vlm_text_and_the_combined_version(served, tiny_qwen
 def test_the_clip_answer_comes_back_when_the_vlm_is_late(served, tiny_qwen):
     with served(**vlm_settings(tiny_qwen, vlm_predict_budget_seconds=0.001)) as client:
         body = client.post("/predict", json={"tasks": tasks(2), "label_config": CONFIG}).json()
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics", params={"format": "json"}).json()
     assert len(body["results"]) == 2
     assert all("+vlm-" not in r["model_version"] and r["result"] for r in body["results"])
     assert metrics["vlm_late"] == 2
@@ -79,7 +79,7 @@ def test_the_clip_answer_comes_back_when_the_vlm_is_late(served, tiny_qwen):
 def test_frames_outside_the_band_never_reach_the_vlm(served, tiny_qwen):
     with served(**vlm_settings(tiny_qwen, vlm_band_low=1.0)) as client:  # only a coin-flip 0.5 would qualify
         body = client.post("/predict", json={"tasks": tasks(3), "label_config": CONFIG}).json()
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics", params={"format": "json"}).json()
     assert all("+vlm-" not in r["model_version"] for r in body["results"])
     assert "vlm_answered" not in metrics
 
@@ -109,7 +109,7 @@ def test_a_failing_vlm_never_fails_predict(served, tiny_qwen, monkeypatch):
 
         monkeypatch.setattr(explainer, "explain", out_of_memory)
         response = client.post("/predict", json={"tasks": tasks(2), "label_config": CONFIG})
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics", params={"format": "json"}).json()
     assert response.status_code == 200
     assert all(r["result"] and "+vlm-" not in r["model_version"] for r in response.json()["results"])
     assert metrics["vlm_failed"] == 2

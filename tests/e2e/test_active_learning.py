@@ -29,7 +29,10 @@ def stack(label_studio, ls_pat, tmp_path_factory):
     redis.Redis.from_url(REDIS_URL).flushdb()
     root = tmp_path_factory.mktemp("active-learning")
     settings = dict(
-        redis_url=REDIS_URL, train_debounce_seconds="10", preannotate_chunk_size="10", train_min_new_annotations="100000"
+        redis_url=REDIS_URL,
+        train_debounce_seconds="10",
+        preannotate_chunk_size="10",
+        train_min_new_annotations="100000",
     )
     with launch_backend(label_studio, ls_pat, root, **settings) as backend:
         workers = [start_worker(backend.env, root / f"worker{i}.log") for i in range(2)]

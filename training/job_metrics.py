@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Callback
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 JOB_METRICS_KEY = "lensguard:metrics:jobs"
@@ -66,8 +67,10 @@ def job_succeeded(job: Job, connection: redis.Redis, result, *args, **kwargs) ->
     record_job(connection, _kind(job), str(outcome), _elapsed(job))
 
 
-def job_failed(job: Job, connection: redis.Redis, *exc_info) -> None:
-    record_job(connection, _kind(job), "failed", _elapsed(job))
+def job_failed(job: Job, connection: redis.Redis, exc_type=None, *exc_info) -> None:
+    """A job that raised, or whose worker died (noticed later by whoever cleans the registry: `abandoned`)."""
+    outcome = "abandoned" if exc_type is AbandonedJobError else "failed"
+    record_job(connection, _kind(job), outcome, _elapsed(job))
 
 
 CALLBACKS = {

@@ -12,6 +12,8 @@ import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from training.job_metrics import CALLBACKS, JobStats, read_job_stats
 
@@ -240,8 +242,9 @@ class JobQueue:
 
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
+        # (the failure callbacks run here, in whichever thread asks: a timer, not SIGALRM, bounds them)
         for queue in self.queues.values():
-            queue.started_job_registry.cleanup()
+            StartedJobRegistry(queue=queue, death_penalty_class=TimerDeathPenalty).cleanup()
 
 
 def start_run(

@@ -111,6 +111,7 @@ def ensure_tab(client: LabelStudioClient, project_id: int, title: str, field: st
             "items": [{"filter": f"filter:tasks:data.{field}", "operator": "greater", "type": "Number", "value": 0}],
         },
         "ordering": [f"tasks:data.{field}"],
-        "columnsDisplayType": {f"data.{field}": "Number"},
+        # keyed like the ordering: Label Studio then sorts the ranks as numbers (PostgreSQL compares text otherwise)
+        "columnsDisplayType": {f"tasks:data.{field}": "Number"},
     }
     return client.ensure_view(project_id, title, data)

@@ -1,11 +1,14 @@
 """/metrics in Prometheus text format: requests and latency per endpoint, prediction errors by cause, the job
 queue's depth, and job outcomes and durations recorded by a real RQ worker."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from rq import SimpleWorker
+from rq.job import Job, JobStatus
 
 from backend.app import create_app
 from serving.components import build_serving
@@ -110,3 +113,23 @@ def test_metrics_say_when_the_queue_is_down(file_server, tmp_path):
         found = samples(test_client)
     assert found[("lensguard_queue_up", labels())] == 0
     assert found[("lensguard_model_loaded", labels())] == 1
+
+
+def test_a_job_whose_worker_died_is_failed_and_counted_when_the_api_looks(client):
+    """The API notices abandoned jobs (RQ runs their failure callback in the request's thread)."""
+    queue = JobQueue(REDIS_URL, retries=0)
+    job_id = queue.enqueue("tests.unit.test_metrics.promoted_job", (), project=3, kind="finetune", reason="test")
+    queue.queue.remove(job_id)
+    job = Job.fetch(job_id, connection=queue.connection)
+    job.started_at = datetime.now(UTC) - timedelta(seconds=90)
+    job.set_status(JobStatus.STARTED)
+    job.save()
+    registry = queue.queue.started_job_registry
+    queue.connection.zadd(registry.key, {f"{job_id}:dead-worker-execution": 1})  # its heartbeat expired long ago
+
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 200 and response.json()["status"] == "failed"
+    found = samples(client)
+    abandoned = labels(kind="finetune", outcome="abandoned")
+    assert found[("lensguard_job_duration_seconds_count", abandoned)] == 1
+    assert found[("lensguard_job_duration_seconds_sum", abandoned)] >= 90

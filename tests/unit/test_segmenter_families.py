@@ -164,3 +164,28 @@ def test_mask2former_trains_with_its_own_matching_loss():
     )
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None for p in segmenter.model.parameters())
+
+
+def test_dirt_metrics_by_hand():
+    from training.segmenter_zoo import dirt_metrics, few_masks
+
+    dirty_truth = np.zeros((4, 4), np.uint8)
+    dirty_truth[:2] = 3  # half the frame
+    dirty_guess = np.zeros((4, 4), np.uint8)
+    dirty_guess[:1] = 3  # a quarter, inside the truth
+    clean, flagged = np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)
+    flagged[0, 0] = 1  # 1/16 of a clean frame: a false alarm
+    truths, guesses = [dirty_truth, clean, clean], [dirty_guess, flagged, clean]
+    cover = np.zeros((3, 1, 1, 4), np.float32)
+    cover[:, 0, 0, 0] = 1
+    cover[0, 0, 0] = [0.5, 0, 0, 0.5]
+    predicted = cover.copy()
+    predicted[0, 0, 0] = [0.75, 0, 0, 0.25]
+    metrics = dirt_metrics(truths, guesses, cover, predicted)
+    assert metrics["dirt_iou_dirty_mean"] == pytest.approx(0.5)
+    assert metrics["dirt_iou_pooled"] == pytest.approx(4 / 9)
+    assert metrics["false_alarm_rate"] == pytest.approx(0.5)
+    assert metrics["tile_coverage_mae"] == pytest.approx(0.25 / 3)
+    assert metrics["coverage_auc"] == 1.0
+    chosen = few_masks(np.arange(6), np.array([1, 1, 1, 0, 0, 1], bool), 2)
+    assert len(chosen) == 4 and {3, 4} <= set(chosen.tolist())

@@ -19,6 +19,7 @@ frames, judged on the same held-out part.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -80,7 +81,8 @@ def train(family: str, pixels, masks, train_idx, val_idx, args) -> tuple[Segment
         device="cpu",
     )
     start = time.perf_counter()
-    segmenter = train_segmenter(pixels, masks, train_idx, val_idx, config, JobProgress())
+    progress = JobProgress(echo=(lambda line: print(line, file=sys.stderr, flush=True)) if args.progress else None)
+    segmenter = train_segmenter(pixels, masks, train_idx, val_idx, config, progress)
     return segmenter, time.perf_counter() - start
 
 
@@ -149,7 +151,8 @@ def run_synthetic(args, data, clean_backgrounds) -> None:
         segmenter, _ = train(family, all_pixels, all_masks, np.arange(n), np.arange(n, len(all_pixels)), args)
         print(f"{row(f'synthetic only ({style})', evaluate(segmenter, held_pixels, held_masks))} | 0 |", flush=True)
     syn_pixels, syn_masks = synthetic("realistic", args.synthetic_frames, seed=1)
-    for count in (5, 10, None):
+    available = int(dirty[inner_train].sum())
+    for count in [c for c in (5, 10) if c < available] + [None]:  # counts at or over what there is: "all"
         chosen = few_masks(inner_train, dirty, count)
         n_masks = int(dirty[chosen].sum())
         for with_synthetic in (False, True):
@@ -173,7 +176,11 @@ def main() -> None:
     parser.add_argument("--synthetic-family", default="Unet:resnet18")
     parser.add_argument("--synthetic-frames", type=int, default=48)
     parser.add_argument("--speed-frames", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--progress", action="store_true", help="training progress on stderr")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = dev_set_rows()
     if rows is None:
         return

@@ -6,7 +6,9 @@ stopping on an inner grouped validation part of the training part, then judged o
 (mean over dirty frames, and pooled over all pixels), false-alarm rate on clean frames (> 1% predicted dirt),
 tile-coverage MAE (4x4 grid; the tile head's own coverage, the others' from their masks), ROC-AUC of predicted
 coverage as a dirty-frame score, training time, frames/s on CPU for 1280x720 JPEGs (decode, predict, mask back
-at 1280x720) at the training size and at 512x288, and parameters. Dev masks are one class (dirt -> opaque).
+at 1280x720) at the training size and at 512x288, and parameters; then the same family with the gate
+(minimum area, per-class confidence) chosen on the inner validation part, and one family with test-time
+flips. Dev masks are one class (dirt -> opaque).
 
 The synthetic criterion trains one family on synthetic soiling only (realistic style, and the old blobs, drawn
 over the clean frames of the inner training part), and on 5, 10 or all dev masks with and without synthetic
@@ -31,6 +33,7 @@ from models.pipeline import decode_image
 from models.segmenter import NUM_CLASSES, Segmenter, SegmenterSpec, create_segmenter
 from models.segmenter.stitching import tile_means
 from training.grouping import grouped_split
+from training.mask_gate import choose_gate
 from training.progress import JobProgress
 from training.segment import SegmenterConfig, train_segmenter
 from training.segmenter_zoo import dirt_metrics, few_masks
@@ -114,6 +117,11 @@ def run_zoo(args, data) -> None:
         speed_512 = frames_per_second(serving, jpegs)
         params = sum(p.numel() for p in segmenter.model.parameters()) / 1e6
         print(f"{row(family, metrics)} | {seconds:.0f} | {speed:.2f} | {speed_512:.2f} | {params:.1f} |", flush=True)
+        val_pixels = [pixels[i] for i in inner_val]
+        gate = choose_gate(list(segmenter.predict_probabilities(val_pixels)), [masks[i] for i in inner_val])
+        gated = segmenter.with_options(gate=gate)
+        print(f"{row(f'{family} + gate', evaluate(gated, held_pixels, held_masks))} | | | | |", flush=True)
+        print(f"  gate chosen on the inner validation part: {gate}", file=sys.stderr, flush=True)
         if family == args.options_family:
             for name, options in (("+ flips h", {"flips": ("h",)}), ("+ flips h,v", {"flips": ("h", "v")})):
                 variant = segmenter.with_options(**options)

@@ -189,3 +189,21 @@ def test_dirt_metrics_by_hand():
     assert metrics["coverage_auc"] == 1.0
     chosen = few_masks(np.arange(6), np.array([1, 1, 1, 0, 0, 1], bool), 2)
     assert len(chosen) == 4 and {3, 4} <= set(chosen.tolist())
+
+
+def test_gate_chosen_on_validation_frames_removes_false_alarms_and_keeps_dirt():
+    from training.mask_gate import choose_gate, frame_scores
+
+    dirty_truth = np.zeros((20, 20), np.uint8)
+    dirty_truth[:10] = 3
+    dirty_p = np.zeros((4, 20, 20), np.float32)
+    dirty_p[0] = 1
+    dirty_p[:, :10] = np.array([0.1, 0, 0, 0.9])[:, None, None]  # sure dirt over the true half
+    clean_p = np.zeros((4, 20, 20), np.float32)
+    clean_p[0] = 1
+    clean_p[:, :1, :4] = np.array([0.4, 0, 0, 0.6])[:, None, None]  # a small unsure false alarm
+    probabilities, truths = [dirty_p, clean_p], [dirty_truth, np.zeros((20, 20), np.uint8)]
+    assert frame_scores(MaskGate(), probabilities, truths) == pytest.approx(0.5)
+    gate = choose_gate(probabilities, truths, step=1)
+    assert frame_scores(gate, probabilities, truths) == pytest.approx(1.0)
+    assert gate.min_confidence[2] > 0.6 or gate.min_area > 0.01

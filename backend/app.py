@@ -12,8 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.auth import require_basic_auth
-from backend.jobs import JobQueue, QueueUnavailable
-from backend.label_config import LabelConfigError, parse_soiling_config
 from backend.protocol import (
     HealthResponse,
     PredictRequest,
@@ -23,9 +21,11 @@ from backend.protocol import (
     WebhookEvent,
     project_id,
 )
-from backend.serving import Serving, build_serving
-from backend.settings import Settings, get_settings
 from backend.webhooks import handle_webhook
+from labelstudio.label_config import LabelConfigError, parse_soiling_config
+from serving.components import Serving, build_serving
+from settings import Settings, get_settings
+from training.queue import JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
 
     app = FastAPI(title="lensguard", version="0.1.0", lifespan=lifespan)
     app.state.serving = serving
+    app.state.label_configs = {}  # project id -> labeling config sent by /setup
     protected = [Depends(require_basic_auth)]
 
     @app.exception_handler(RequestValidationError)
@@ -96,15 +97,14 @@ def create_app(settings: Settings | None = None, serving: Serving | None = None)
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
         project = project_id(body.project)
         if body.label_config and project:
-            request.app.state.serving.label_configs[project] = body.label_config
+            request.app.state.label_configs[project] = body.label_config
         return SetupResponse(model_version=service.model_version(project))
 
     @app.post("/predict", response_model=PredictResponse, dependencies=protected)
     def predict(body: PredictRequest, request: Request) -> PredictResponse:
         service = _service(request)
-        serving: Serving = request.app.state.serving
         project = project_id(body.project)
-        label_config = body.label_config or serving.label_configs.get(project or "")
+        label_config = body.label_config or request.app.state.label_configs.get(project or "")
         if not label_config:
             raise HTTPException(status_code=422, detail="no label_config in the request and none from /setup")
         try:

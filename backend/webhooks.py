@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backend.jobs import JobQueue
 from backend.protocol import WebhookEvent, project_id
-from backend.settings import Settings
+from settings import Settings
+from training.queue import JobQueue
 
 ANNOTATION_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
 TRAINING_ACTIONS = {"START_TRAINING"}
@@ -20,7 +20,7 @@ def changed_annotations(event: WebhookEvent) -> int:
 
 
 def handle_webhook(event: WebhookEvent, queue: JobQueue, settings: Settings) -> dict:
-    """Raises backend.jobs.QueueUnavailable when Redis is down (the route answers 503)."""
+    """Raises training.queue.QueueUnavailable when Redis is down (the route answers 503)."""
     action = event.action
     if action not in ANNOTATION_ACTIONS | TRAINING_ACTIONS | IMPORT_ACTIONS:
         return {"status": "ignored", "action": action}

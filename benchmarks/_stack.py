@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import redis
 
-from backend.labelstudio import LabelStudioClient
-from backend.launcher import (
+from labelstudio.client import LabelStudioClient
+from lensguard.launcher import (
     REPO_ROOT,
     LabelStudioLogin,
     free_port,
@@ -26,8 +26,8 @@ from backend.launcher import (
     stop,
     wait_healthy,
 )
-from backend.quickstart import NORNICKEL_DEV as DEV_SET
-from backend.quickstart import worker_env
+from lensguard.quickstart import NORNICKEL_DEV as DEV_SET
+from lensguard.quickstart import worker_env
 from training.grouping import grouped_split
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()

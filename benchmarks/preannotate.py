@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from backend.jobs import JobQueue
-from backend.labelstudio import LabelStudioClient
-from backend.launcher import (
+from benchmarks._common import timed
+from labelstudio.client import LabelStudioClient
+from lensguard.launcher import (
     REPO_ROOT,
     LabelStudioLogin,
     free_port,
@@ -30,9 +30,9 @@ from backend.launcher import (
     stop,
     wait_healthy,
 )
-from benchmarks._common import timed
-from models.pipeline import decode_image
+from models.frames import decode_image
 from models.zero_shot import ZeroShotConfig, create_zero_shot_scorer
+from training.queue import JobQueue
 from training.synthetic import make_frames
 
 CONFIG = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import torch
 
-from backend.launcher import free_port, start_backend, stop, wait_healthy
 from benchmarks._common import serve_bytes, timed
-from models.pipeline import decode_image
+from lensguard.launcher import free_port, start_backend, stop, wait_healthy
+from models.frames import decode_image
 from models.zero_shot import ZeroShotConfig, create_zero_shot_scorer
 from training.synthetic import make_frames
 

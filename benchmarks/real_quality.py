@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.labelstudio import LabelStudioClient
 from benchmarks._stack import (
     SOILING_XML,
     dev_set_rows,
@@ -26,6 +25,7 @@ from benchmarks._stack import (
     local_stack,
     start_training_and_wait,
 )
+from labelstudio.client import LabelStudioClient
 from training.metrics import binary_metrics
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from backend.brush import mask_to_rle
 from benchmarks._stack import (
     DEV_SET,
     SOILING_XML,
@@ -30,8 +29,9 @@ from benchmarks._stack import (
     local_stack,
     start_training_and_wait,
 )
-from models.classifier import load_classifier
-from models.pipeline import decode_image
+from labelstudio.brush import mask_to_rle
+from models.frames import decode_image
+from models.kinds import load_version
 from models.registry import ModelRegistry
 from training.segment import segmentation_metrics
 from training.synthetic import make_frames
@@ -103,7 +103,7 @@ def main() -> None:
             sys.exit(f"segmenter training did not produce a version: {job}")
         print(f"trained {job['result']['version']}: validation {job['result']['metrics']}")
         version = ModelRegistry(Path(stack.env["LENSGUARD_DATA_DIR"]) / "models").active(project, "segmenter")
-        segmenter = load_classifier(version, "cpu")
+        segmenter = load_version(version, "cpu")
 
     frames, truths, guesses = [], [], []
     for i in held_out:

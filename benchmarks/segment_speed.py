@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.brush import mask_to_rle
-from models.pipeline import decode_image
+from labelstudio.brush import mask_to_rle
+from models.frames import decode_image
 from models.segmenter import Segmenter
 from training.synthetic import make_frames
 

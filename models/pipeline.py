@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from models.classifier import Classifier
 from models.embedding_cache import EmbeddingCache, content_hash
+from models.frames import ImageDecodeError, decode_image
 from models.verdict import CombineMode, Verdict, combine
 from models.zero_shot.scorer import ZeroShotScorer
 
 log = logging.getLogger(__name__)
-
-
-class ImageDecodeError(ValueError):
-    pass
 
 
 @dataclass
@@ -29,21 +24,6 @@ class PipelineStats:
     cache_hits: int = 0
     encoded: int = 0
     failed: int = 0
-
-
-def decode_image(data: bytes, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """Bytes -> uint8 HxWx3 at `size`, the whole frame squashed (a centre crop would cut dirt at the edges)."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageDecodeError(f"image is {width}x{height}, over the limit of {max_pixels} pixels")
-        image.draft("RGB", size)  # JPEG: decode at reduced scale, several times faster
-        return np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC))
-    except ImageDecodeError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"not a readable image ({exc})") from exc
 
 
 @dataclass

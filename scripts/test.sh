@@ -7,5 +7,7 @@ scripts/services.sh
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "==> import contracts"
+.venv/bin/lint-imports
 echo "==> pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from backend.images import ImageFetcher
-from backend.label_config import SoilingTags
-from models.pipeline import ImageDecodeError, SoilingPipeline, decode_image
+from labelstudio.images import ImageFetcher
+from labelstudio.label_config import SoilingTags
+from labelstudio.tasks import human_label
+from models.frames import ImageDecodeError, decode_image
+from models.pipeline import SoilingPipeline
+from training.frames import fetch_in_chunks, task_image
 from training.grouping import assign_groups, dhash
 from training.progress import JobProgress
-
-FETCH_CHUNK = 64
 
 
 class DatasetError(ValueError):
@@ -37,7 +38,7 @@ class TrainingSet:
     groups: list[str]
     pixels: list[np.ndarray] | None = None
     thumbnails: list[bytes] | None = None
-    report: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)  # how the set was built: counts, unreadable frames
 
     @property
     def labels(self) -> np.ndarray:
@@ -61,20 +62,6 @@ def thumbnail(data: bytes, width: int, max_pixels: int) -> bytes:
     return out.getvalue()
 
 
-def human_label(task: dict, tags: SoilingTags) -> int | None:
-    """The clean/dirty choice of the task's latest non-cancelled annotation."""
-    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    for annotation in sorted(annotations, key=lambda a: (a.get("updated_at") or "", a.get("id", 0)), reverse=True):
-        for region in annotation.get("result") or []:
-            if region.get("from_name") == tags.soiling and region.get("type") == "choices":
-                choices = (region.get("value") or {}).get("choices") or []
-                if tags.dirty_label in choices:
-                    return 1
-                if tags.clean_label in choices:
-                    return 0
-    return None
-
-
 def build_training_set(
     tasks: list[dict],
     tags: SoilingTags,
@@ -95,14 +82,9 @@ def build_training_set(
     progress.stage("fetching and embedding frames", total=len(candidates))
     kept: list[Example] = []
     vectors, hashes, pixels, thumbnails, failures = [], [], [], [], []
-    for start in range(0, len(candidates), FETCH_CHUNK):
-        chunk = candidates[start : start + FETCH_CHUNK]
-        urls = [(e.task.get("data") or {}).get(tags.image_key) for e in chunk]
-        fetched = fetcher.fetch_many([u if isinstance(u, str) else "" for u in urls])
-        readable = [(e, b) for e, b in zip(chunk, fetched, strict=True) if isinstance(b, bytes)]
-        failures += [
-            f"task {e.task.get('id')}: {b}" for e, b in zip(chunk, fetched, strict=True) if isinstance(b, Exception)
-        ]
+    for chunk in fetch_in_chunks(fetcher, candidates, lambda e: task_image(e.task, tags.image_key), progress):
+        readable = [(e, b) for e, b in chunk if isinstance(b, bytes)]
+        failures += [f"task {e.task.get('id')}: {b}" for e, b in chunk if isinstance(b, Exception)]
         embedded = pipeline.embed([b for _, b in readable])
         for (example, data), vector in zip(readable, embedded, strict=True):
             if isinstance(vector, Exception):
@@ -119,7 +101,6 @@ def build_training_set(
                 continue
             kept.append(example)
             vectors.append(vector)
-        progress.update(advance=len(chunk))
     if not kept:
         raise DatasetError("no labelled frame could be read")
     embeddings = np.stack(vectors)
@@ -143,5 +124,5 @@ def build_training_set(
         groups=assign_groups([e.task for e in examples], [hashes[i] for i in use]),
         pixels=[pixels[i] for i in use] if pixel_size else None,
         thumbnails=[thumbnails[i] for i in use] if thumbnail_size else None,
-        report=report,
+        summary=report,
     )

@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from models.classifier import TimmClassifier
+from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
 
@@ -28,6 +29,10 @@ class FinetuneConfig:
     lr: float = 3e-4
     device: str = "auto"
     seed: int = 0
+
+
+def finetune_config(settings: Settings) -> FinetuneConfig:
+    return config_for(settings, FinetuneConfig, "finetune_")
 
 
 def soiling_safe_augmentations() -> A.Compose:

@@ -12,18 +12,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-from rq import Queue, Retry, get_current_job
+from rq import get_current_job
 
-from backend.jobs import JOBS_INDEX_KEY, QUEUE_NAME, RUN_KEY, release_pending
-from backend.labelstudio import LabelStudioClient
-from backend.prediction_service import PredictionService
-from backend.serving import build_serving, label_studio_client
-from backend.settings import Settings, get_settings
+from labelstudio.client import LabelStudioClient
+from serving.components import build_serving, label_studio_client
+from serving.service import PredictionService
+from settings import Settings, get_settings
 from training.progress import JobProgress
+from training.queue import RUN_KEY, release_pending, start_run
 
 log = logging.getLogger(__name__)
-PLAN_FUNCTION = "training.preannotate.plan_job"
-CHUNK_FUNCTION = "training.preannotate.chunk_job"
 MODES = ("missing", "all")  # tasks without any prediction / tasks without one of the served version
 
 
@@ -67,41 +65,7 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
     size = settings.preannotate_chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if job is not None:
-        connection = job.connection
-        connection.hset(
-            RUN_KEY.format(run=run_id),
-            mapping={
-                "project": project_id,
-                "version": version,
-                "total": len(todo),
-                "done": 0,
-                "failed": 0,
-                "chunks": len(chunks),
-                "started": time.time(),
-                "plan_job": job.id,
-            },
-        )
-        connection.zadd(JOBS_INDEX_KEY, {run_id: time.time()})
-        queue = Queue(QUEUE_NAME, connection=connection)
-        for index, chunk in enumerate(chunks):
-            queue.enqueue(
-                CHUNK_FUNCTION,
-                project_id,
-                run_id,
-                chunk,
-                job_id=f"{run_id}-chunk-{index}",
-                retry=Retry(max=3),
-                job_timeout=settings.job_timeout_seconds,
-                result_ttl=24 * 3600,
-                failure_ttl=7 * 24 * 3600,
-                meta={
-                    "project": str(project_id),
-                    "kind": "preannotate-chunk",
-                    "reason": run_id,
-                    "progress": {},
-                    "log": [],
-                },
-            )
+        start_run(job.connection, run_id, project_id, version, chunks, job.id, settings.job_timeout_seconds)
     return {"status": "planned", "run": run_id, "total": len(todo), "chunks": len(chunks), "version": version}
 
 

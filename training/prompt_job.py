@@ -4,22 +4,23 @@ classifiers, on the same grouped split of a project's labelled frames; results g
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from rq import get_current_job
 
-from backend.serving import build_fetcher
-from backend.settings import Settings, get_settings
-from models.classifier import CLASSIFIER_KINDS, load_classifier
 from models.embedding_cache import EmbeddingCache
+from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, ModelVersion, version_name
 from models.zero_shot import PromptSet, ZeroShotConfig, load_prompt_set, shared_zero_shot_scorer
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_set
+from serving.components import build_fetcher, zero_shot_config
+from settings import Settings, get_settings
 from training.dataset import TrainingSet, build_training_set
+from training.export import export_project
 from training.grouping import SplitError, grouped_split
-from training.jobs import export_project, zero_shot_config
 from training.progress import JobProgress
 from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
 from training.prompt_report import write_report
@@ -39,13 +40,11 @@ def model_config(spec: str, settings: Settings) -> ZeroShotConfig:
     """'ViT-B-16' (the configured weights), 'ViT-B-16:openai', 'ViT-B-16:/path/ckpt.pt' or 'hf-hub:org/repo'."""
     base = zero_shot_config(settings)
     if spec.startswith("hf-hub:"):
-        return ZeroShotConfig(**{**base.__dict__, "model_name": spec, "pretrained": None})
+        return replace(base, model_name=spec, pretrained=None)
     name, _, pretrained = spec.partition(":")
     if not pretrained:
         pretrained = base.pretrained if name == base.model_name else "openai"
-    return ZeroShotConfig(
-        **{**base.__dict__, "model_name": name, "pretrained": None if pretrained == "none" else pretrained}
-    )
+    return replace(base, model_name=name, pretrained=None if pretrained == "none" else pretrained)
 
 
 def _align(data: TrainingSet, task_ids: list) -> np.ndarray:
@@ -175,7 +174,7 @@ def _classifier_rows(
     rows = _align(data, task_ids)
     found = []
     for version in active:
-        classifier = load_classifier(version, settings.device)
+        classifier = load_version(version, settings.device)
         if classifier.needs == "embeddings":
             if version.config.get("encoder") != encoder:
                 continue

@@ -13,6 +13,7 @@ import torch
 
 from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
+from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
 from training.progress import JobProgress
 
@@ -30,9 +31,13 @@ class SegmenterConfig:
     lr: float = 1e-3
     patience: int = 8
     cutmix: float = 0.5
-    grid: tuple[int, int] = (4, 4)
+    grid: tuple[int, int] = (4, 4)  # cols, rows of the tile-coverage metrics
     device: str = "auto"
     seed: int = 0
+
+
+def segmenter_config(settings: Settings) -> SegmenterConfig:
+    return config_for(settings, SegmenterConfig, "segmenter_", grid="coverage_grid")
 
 
 def joint_augmentations() -> A.Compose:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.label_config import SoilingTags, parse_soiling_config
-from backend.labelstudio import LabelStudioClient
-from backend.serving import build_fetcher, label_studio_client
-from backend.settings import Settings
+from labelstudio.client import LabelStudioClient
+from labelstudio.label_config import SoilingTags, parse_soiling_config
+from labelstudio.tasks import human_label
 from models.verdict import combine
-from training.dataset import human_label
+from serving.components import build_fetcher, label_studio_client
+from settings import Settings
+from training.frames import fetch_in_chunks, task_image
 from training.grouping import assign_groups, dhash
 from training.preannotate import worker_service
 from training.progress import JobProgress
 from training.selection import TAB_TITLES, Pool, select
-
-FETCH_CHUNK = 64
 
 
 def rank_field(strategy: str) -> str:
@@ -36,10 +35,8 @@ def build_pool(tasks: list[dict], tags: SoilingTags, project: str, settings: Set
     scorer = service.scorer(project)
     kept, vectors, hashes, p_classifier = [], [], [], []
     progress.stage("scoring unlabelled frames", total=len(tasks))
-    for start in range(0, len(tasks), FETCH_CHUNK):
-        chunk = tasks[start : start + FETCH_CHUNK]
-        fetched = fetcher.fetch_many([(t.get("data") or {}).get(tags.image_key) or "" for t in chunk])
-        readable = [(t, b) for t, b in zip(chunk, fetched, strict=True) if isinstance(b, bytes)]
+    for chunk in fetch_in_chunks(fetcher, tasks, lambda t: task_image(t, tags.image_key), progress):
+        readable = [(t, b) for t, b in chunk if isinstance(b, bytes)]
         embedded = service.pipeline.embed([b for _, b in readable])
         good = [(t, b, e) for (t, b), e in zip(readable, embedded, strict=True) if not isinstance(e, Exception)]
         if good and active is not None:
@@ -54,7 +51,6 @@ def build_pool(tasks: list[dict], tags: SoilingTags, project: str, settings: Set
             kept.append(task)
             vectors.append(vector)
             hashes.append(dhash(data))
-        progress.update(advance=len(chunk))
     embeddings = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
     zero_shot = scorer.score(embeddings) if vectors else []
     p_zs = np.array([r.p_dirty for r in zero_shot])

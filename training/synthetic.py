@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from backend.brush import SOILING_CLASSES
+from models.labels import SOILING_CLASSES
 
 SOFT_THRESHOLD = 0.5  # opacity from which a pixel counts as soiled in the class-id mask
 STYLES = ("blobs", "realistic")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_CLASSES = 4  # clear plus WoodScape's transparent, semi-transparent and opaque
+from models.labels import SOILING_CLASSES
+
+NUM_CLASSES = len(SOILING_CLASSES)  # clear plus WoodScape's transparent, semi-transparent and opaque
 
 
 def tile_coverage(mask: np.ndarray, grid: tuple[int, int] = (4, 4)) -> np.ndarray:
-    """(rows, cols, classes) fractions; tiles split the frame as evenly as its size allows."""
-    rows, cols = grid
+    """(rows, cols, classes) fractions on a grid of (cols, rows) tiles, split as evenly as the size allows."""
+    cols, rows = grid
     height, width = mask.shape
     ys = np.linspace(0, height, rows + 1).astype(int)
     xs = np.linspace(0, width, cols + 1).astype(int)

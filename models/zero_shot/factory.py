@@ -13,25 +13,16 @@ from models.zero_shot.scorer import ZeroShotScorer
 
 
 @dataclass(frozen=True)
-class ZeroShotConfig:
-    model_name: str = "ViT-B-16"
-    pretrained: str | None = "openai"
+class ZeroShotConfig(ClipSpec):
+    """The image/text model (ClipSpec's fields) plus the prompts it scores with."""
+
     prompt_set: str = "soiling-v1"
-    allow_random_weights: bool = False
-    device: str = "auto"
     batch_size: int = 0  # 0: automatic, see auto_batch_size
 
 
 def create_zero_shot_scorer(config: ZeroShotConfig) -> ZeroShotScorer:
     prompt_set = load_prompt_set(config.prompt_set)  # fail on a bad prompt file before loading weights
-    clip = load_clip(
-        ClipSpec(
-            model_name=config.model_name,
-            pretrained=config.pretrained,
-            allow_random_weights=config.allow_random_weights,
-            device=config.device,
-        )
-    )
+    clip = load_clip(config)
     return ZeroShotScorer(clip, prompt_set, batch_size=config.batch_size or auto_batch_size(clip.device))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from models.labels import normalise_label
 
 BUNDLED_PROMPT_SETS = Path(__file__).resolve().parent.parent / "prompt_sets"
 BINARY_CLASSES = ("clean", "dirty")
@@ -16,11 +17,6 @@ PROMPTS_FILE = "prompts.json"
 
 class PromptSetError(ValueError):
     pass
-
-
-def normalise_label(label: str) -> str:
-    """'Water-drops ' -> 'water drops': how config labels are matched to prompt-set entries."""
-    return re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.labelstudio import LabelStudioClient
-from backend.launcher import (
+from labelstudio.client import LabelStudioClient
+from lensguard.launcher import (
     LabelStudioLogin,
     free_port,
     personal_access_token,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from backend.launcher import REPO_ROOT, start_worker, stop
+from lensguard.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
 from tests.services import redis_url
 from training.synthetic import make_frames
@@ -85,7 +85,7 @@ def test_an_upload_is_preannotated_exactly_once_even_when_a_worker_dies(ls_clien
     assert set(per_task.values()) == {1}, "no task predicted twice"
 
     again = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "preannotate", "--project", str(project), "--all", "--follow"],
+        [sys.executable, "-m", "lensguard.cli", "preannotate", "--project", str(project), "--all", "--follow"],
         env={**os.environ, **backend.env},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -108,7 +108,7 @@ def test_selections_become_label_studio_tabs_best_first(ls_client, stack):
             [
                 sys.executable,
                 "-m",
-                "backend.cli",
+                "lensguard.cli",
                 "select",
                 "--project",
                 str(project),

@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from backend.images import ImageFetcher
-from backend.launcher import REPO_ROOT
-from backend.ls_auth import LabelStudioAuth
+from labelstudio.images import ImageFetcher
+from labelstudio.tokens import LabelStudioAuth
+from lensguard.launcher import REPO_ROOT
 from models.pipeline import SoilingPipeline
 from models.zero_shot import ZeroShotConfig, create_zero_shot_scorer
 from training.synthetic import make_frames
@@ -32,7 +32,7 @@ PROMPTS = {
 
 def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
+        [sys.executable, "-m", "lensguard.cli", *args],
         env={**os.environ, **env},
         cwd=REPO_ROOT,
         capture_output=True,

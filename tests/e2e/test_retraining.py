@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from backend.launcher import REPO_ROOT, start_worker, stop
+from lensguard.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
 from tests.services import redis_url
 from training.synthetic import make_frames
@@ -162,7 +162,7 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_alone(ls_client,
     assert served.startswith("probe-")
 
     queued = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "train", "--project", str(project_id), "--kind", "finetune"],
+        [sys.executable, "-m", "lensguard.cli", "train", "--project", str(project_id), "--kind", "finetune"],
         env={**os.environ, **backend.env},
         cwd=REPO_ROOT,
         capture_output=True,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import redis
 
-from backend.brush import mask_to_rle, rle_to_mask
-from backend.launcher import REPO_ROOT, start_worker, stop
+from labelstudio.brush import mask_to_rle, rle_to_mask
+from lensguard.launcher import REPO_ROOT, start_worker, stop
 from tests.e2e.conftest import launch_backend
 from tests.services import redis_url
 from training.synthetic import SoiledFrame, add_soiling, synthetic_scene

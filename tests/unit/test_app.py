@@ -5,8 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.serving import build_serving
-from backend.settings import Settings
+from serving.components import build_serving
+from settings import Settings
 from training.synthetic import make_frames
 
 TOKEN = "legacy-token-1234567890"

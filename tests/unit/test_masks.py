@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
-from backend.brush import brush_regions, mask_to_rle, rle_to_mask
-from backend.label_config import parse_soiling_config
-from training.masks import frame_mask
+from labelstudio.brush import brush_regions, mask_to_rle, rle_to_mask
+from labelstudio.label_config import parse_soiling_config
+from labelstudio.masks import frame_mask
 from training.synthetic import make_frames
 
 CONFIG = (Path(__file__).resolve().parents[2] / "labeling_config" / "soiling.xml").read_text()

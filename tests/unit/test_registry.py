@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.active_models import ActiveModels
-from models.classifier import LinearProbe, load_classifier
+from models.classifier import LinearProbe
+from models.kinds import load_version
 from models.registry import ModelRegistry, RegistryError, version_name
 
 
@@ -83,7 +84,7 @@ def test_active_pointer_to_a_missing_version_serves_nothing(tmp_path):
 
 def test_serving_picks_up_a_promotion_without_restart(tmp_path):
     registry = ModelRegistry(tmp_path)
-    active = ActiveModels(registry, ["finetune", "probe"], load_classifier)
+    active = ActiveModels(registry, ["finetune", "probe"], load_version)
     assert active.get("1") is None
     first = write_probe(registry, "probe-1", np.ones(4))
     registry.promote(first, "first")
@@ -93,5 +94,5 @@ def test_serving_picks_up_a_promotion_without_restart(tmp_path):
     version, probe = active.get("1")
     assert version.name == "probe-2"
     assert probe.predict_proba(np.ones((1, 4)))[0] < 0.5
-    other = ActiveModels(registry, ["probe"], load_classifier, lambda v: v.config["encoder"] == "another-encoder")
+    other = ActiveModels(registry, ["probe"], load_version, lambda v: v.config["encoder"] == "another-encoder")
     assert other.get("1") is None, "a version the server does not accept is never served"

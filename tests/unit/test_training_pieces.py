@@ -10,9 +10,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from labelstudio.tasks import human_label
 from models.verdict import CombineMode, combine, combined_uncertainty
 from models.zero_shot.scorer import ZeroShotResult
-from training.dataset import human_label
 from training.grouping import SplitError, assign_groups, dhash, grouped_split, hash_groups, metadata_group
 from training.metrics import best_threshold, binary_metrics
 from training.synthetic import make_frames
@@ -77,7 +77,7 @@ def test_grouped_split_refuses_too_few_groups():
 
 
 def test_human_label_reads_the_latest_annotation_with_config_tag_names():
-    from backend.label_config import SoilingTags
+    from labelstudio.label_config import SoilingTags
 
     tags = SoilingTags("frame", "img", "lens", "Clean lens", "Dirty lens")
     region = lambda label: {"from_name": "lens", "type": "choices", "value": {"choices": [label]}}  # noqa: E731
@@ -105,10 +105,10 @@ def test_combined_uncertainty_grows_with_disagreement():
 
 
 def test_label_studio_down_fails_the_job_with_a_clear_message(tmp_path):
-    from backend.labelstudio import LabelStudioError
-    from backend.settings import Settings
-    from training.jobs import run_training
+    from labelstudio.client import LabelStudioError
+    from settings import Settings
     from training.progress import JobProgress
+    from training.train_job import run_training
 
     settings = Settings(
         _env_file=None, label_studio_url="http://127.0.0.1:1", label_studio_api_key="token-123456", data_dir=tmp_path

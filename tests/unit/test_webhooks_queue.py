@@ -5,10 +5,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.jobs import JobQueue
-from backend.serving import build_serving
+from serving.components import build_serving
 from tests.services import redis_url
 from tests.unit.test_app import settings_for, tasks
+from training.queue import JobQueue
 
 REDIS_URL = redis_url(14)
 
@@ -61,7 +61,7 @@ def test_bulk_events_count_every_annotation(queue_client):
 
 
 def test_a_job_starting_releases_its_pending_marker():
-    from backend.jobs import release_pending
+    from training.queue import release_pending
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     queue = JobQueue(REDIS_URL)

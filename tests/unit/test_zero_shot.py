@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.pipeline import decode_image
+from models.frames import decode_image
 from models.zero_shot import (
     ClipSpec,
     PromptSetError,

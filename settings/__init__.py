@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.verdict import CombineMode
+
+log = logging.getLogger(__name__)
+Config = TypeVar("Config")
+
+
+def parse_pair(value: object) -> object:
+    """'512x288' -> (512, 288): sizes are WIDTHxHEIGHT, grids COLSxROWS."""
+    if isinstance(value, str):
+        first, sep, second = value.lower().partition("x")
+        if not sep:
+            raise ValueError(f"{value!r} is not of the form AxB (e.g. 4x4)")
+        return int(first), int(second)
+    return value
+
+
+Pair = Annotated[tuple[int, int], NoDecode, BeforeValidator(parse_pair)]
 
 
 class Settings(BaseSettings):
@@ -75,8 +94,8 @@ class Settings(BaseSettings):
     segmenter_arch: str = "Unet"
     segmenter_encoder: str = "resnet18"
     segmenter_encoder_weights: str | None = "imagenet"
-    segmenter_image_size: str = "512x288"  # WIDTHxHEIGHT frames are squashed to
-    segmenter_tiles: str = "1x1"  # COLSxROWS: train and predict on tiles of the frame (sides multiples of 32)
+    segmenter_image_size: Pair = (512, 288)  # WIDTHxHEIGHT frames are squashed to
+    segmenter_tiles: Pair = (1, 1)  # COLSxROWS: train and predict on tiles of the frame (sides multiples of 32)
     segmenter_synthetic_frames: int = 0  # cold-start augmentation with synthetic soiling (training part only)
     segmenter_epochs: int = 40
     segmenter_batch_size: int = 8
@@ -84,7 +103,8 @@ class Settings(BaseSettings):
     segmenter_patience: int = 8
     segmenter_cutmix: float = 0.5
     segmenter_min_masked_frames: int = 10
-    tile_grid: str = "4x4"
+    coverage_grid: Pair = (4, 4)  # COLSxROWS grid of tile-coverage metrics (TiledSoilingNet)
+    tile_grid: Pair | None = None  # deprecated: ROWSxCOLS, read into coverage_grid with a warning
 
     # Local state: embedding cache, model registry
     data_dir: Path = Path(".lensguard")
@@ -104,6 +124,16 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @model_validator(mode="after")
+    def _deprecated_names(self) -> Settings:
+        if self.tile_grid is not None:
+            message = "LENSGUARD_TILE_GRID (ROWSxCOLS) is deprecated: use LENSGUARD_COVERAGE_GRID (COLSxROWS)"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            log.warning(message)
+            if "coverage_grid" not in self.model_fields_set:
+                self.coverage_grid = (self.tile_grid[1], self.tile_grid[0])
+        return self
+
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite3"
@@ -116,3 +146,20 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def config_for(settings: Settings, config_class: type[Config], prefix: str = "", **renamed: str) -> Config:
+    """A model family's config dataclass filled from the settings, so no setting is copied by hand.
+
+    Each field takes the setting `renamed[field]`, else `<prefix><field>`, else the setting of the same name
+    (shared ones such as `device`); a field with no setting keeps the dataclass default.
+    """
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in renamed and renamed[field.name] not in Settings.model_fields:
+            raise KeyError(f"{config_class.__name__}.{field.name}: no setting {renamed[field.name]!r}")
+        candidates = [renamed[field.name]] if field.name in renamed else [prefix + field.name, field.name]
+        name = next((n for n in candidates if n in Settings.model_fields), None)
+        if name is not None:
+            values[field.name] = getattr(settings, name)
+    return config_class(**values)

@@ -8,7 +8,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from backend.ls_auth import LabelStudioAuth, LabelStudioAuthError
+from labelstudio.tokens import LabelStudioAuth, LabelStudioAuthError
 
 
 class ImageFetchError(RuntimeError):

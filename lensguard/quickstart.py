@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from backend.labelstudio import LabelStudioClient
-from backend.launcher import (
+from labelstudio.client import LabelStudioClient
+from lensguard.launcher import (
     REPO_ROOT,
     LabelStudioLogin,
     personal_access_token,

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from label_studio_sdk import LabelStudio
 
-from backend.ls_auth import LabelStudioAuth
+from labelstudio.tokens import LabelStudioAuth
 
 log = logging.getLogger(__name__)
 WEBHOOK_ACTIONS = (

@@ -1,4 +1,5 @@
-"""The training job queue (RQ on Redis): enqueue with de-duplication, and job status for the API and CLI."""
+"""The job queue (RQ on Redis) for the job bodies in this package: enqueue with de-duplication, pre-annotation
+runs, and job status for the API and CLI."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 QUEUE_NAME = "lensguard"
-TRAIN_FUNCTION = "training.jobs.train_job"
+TRAIN_FUNCTION = "training.train_job.train_job"
 PENDING_KEY = "lensguard:pending:{project}:{kind}"
 NEW_ANNOTATIONS_KEY = "lensguard:new-annotations:{project}"
 JOBS_INDEX_KEY = "lensguard:jobs"
 RUN_KEY = "lensguard:run:{run}"  # a batch pre-annotation run: a hash of counters its chunk jobs update
 PREANNOTATE_FUNCTION = "training.preannotate.plan_job"
+CHUNK_FUNCTION = "training.preannotate.chunk_job"
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 # Deletes the pending marker only if it still names this job (a newer job may have replaced it).
@@ -143,6 +145,46 @@ class JobQueue:
     def _cleanup_abandoned(self) -> None:
         """Jobs whose worker died stop heart-beating; RQ moves them to failed (or retries them) here."""
         self.queue.started_job_registry.cleanup()
+
+
+def start_run(
+    connection: redis.Redis,
+    run_id: str,
+    project: int,
+    version: str,
+    chunks: list[list[int]],
+    plan_job_id: str,
+    timeout_seconds: int,
+) -> None:
+    """A batch pre-annotation run: its counters (shown as a job) and one chunk job per list of task ids."""
+    connection.hset(
+        RUN_KEY.format(run=run_id),
+        mapping={
+            "project": project,
+            "version": version,
+            "total": sum(len(chunk) for chunk in chunks),
+            "done": 0,
+            "failed": 0,
+            "chunks": len(chunks),
+            "started": time.time(),
+            "plan_job": plan_job_id,
+        },
+    )
+    connection.zadd(JOBS_INDEX_KEY, {run_id: time.time()})
+    queue = Queue(QUEUE_NAME, connection=connection)
+    for index, chunk in enumerate(chunks):
+        queue.enqueue(
+            CHUNK_FUNCTION,
+            project,
+            run_id,
+            chunk,
+            job_id=f"{run_id}-chunk-{index}",
+            retry=Retry(max=3),
+            job_timeout=timeout_seconds,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            meta={"project": str(project), "kind": "preannotate-chunk", "reason": run_id, "progress": {}, "log": []},
+        )
 
 
 def run_status(connection: redis.Redis, run_id: str) -> dict | None:

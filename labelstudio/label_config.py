@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from label_studio_sdk.label_interface import LabelInterface
+
+from models.labels import normalise_label
 
 CLEAN_WORDS = {"clean", "clear", "ok", "normal", "no soiling", "not soiled", "not dirty", "clean lens"}
 DIRTY_WORDS = {"dirty", "soiled", "soiling", "contaminated", "obstructed", "blocked", "dirty lens", "not clean"}
@@ -16,10 +17,6 @@ PREFERRED_TYPE_NAMES = ("soiling_type",)
 
 class LabelConfigError(ValueError):
     pass
-
-
-def _norm(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", label.lower()).strip()
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,8 @@ class SoilingTags:
 
 
 def _binary_labels(labels: list[str]) -> tuple[str, str] | None:
-    clean = [label for label in labels if _norm(label) in CLEAN_WORDS]
-    dirty = [label for label in labels if _norm(label) in DIRTY_WORDS]
+    clean = [label for label in labels if normalise_label(label) in CLEAN_WORDS]
+    dirty = [label for label in labels if normalise_label(label) in DIRTY_WORDS]
     if len(clean) == 1 and len(dirty) == 1:
         return clean[0], dirty[0]
     return None

@@ -1,8 +1,8 @@
-"""The serving flow: tasks -> image URLs -> bytes -> verdicts -> Label Studio predictions."""
+"""The serving core, shared by the HTTP app and the workers: tasks -> image URLs -> bytes -> verdicts ->
+Label Studio predictions."""
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -11,29 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from backend.images import ImageFetcher
-from backend.label_config import SoilingTags, parse_soiling_config
-from backend.regions import add_dirt_mask, prediction_for
+from labelstudio.images import ImageFetcher
+from labelstudio.label_config import SoilingTags, parse_soiling_config
+from labelstudio.regions import add_dirt_mask, prediction_for
+from labelstudio.tasks import TaskError, image_url
 from models.active_models import ActiveModels
+from models.frames import image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
 from models.segmenter.tiles import frame_coverage
 from models.verdict import CombineMode, Verdict
 
 log = logging.getLogger(__name__)
-
-
-class TaskError(Exception):
-    """A problem with one task's data; the rest of the batch is still predicted."""
-
-
-def image_url(task: dict, tags: SoilingTags) -> str:
-    data = task.get("data") or {}
-    url = data.get(tags.image_key)
-    if not isinstance(url, str) or not url:
-        raise TaskError(f"task {task.get('id')} has no '{tags.image_key}' field with an image URL")
-    return url
 
 
 @dataclass
@@ -104,9 +93,7 @@ class PredictionService:
             )
         masks = {}
         for i, small in zip(dirty, predicted, strict=True):
-            size = Image.open(io.BytesIO(image_of[i])).size
-            full = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.NEAREST))
-            masks[i] = (full, frame_coverage(small))
+            masks[i] = (resize_mask(small, image_size(image_of[i])), frame_coverage(small))
         return masks
 
     def predict(self, tasks: Sequence[dict], label_config: str, project: str | None = None) -> list[dict]:

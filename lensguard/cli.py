@@ -13,14 +13,14 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from backend.settings import get_settings
+    from settings import get_settings
 
     settings = get_settings()
     uvicorn.run("backend.main:app", host=args.host or settings.host, port=args.port or settings.port)
 
 
 def _up(args: argparse.Namespace) -> None:
-    from backend.quickstart import QuickstartOptions, run
+    from lensguard.quickstart import QuickstartOptions, run
 
     run(
         QuickstartOptions(
@@ -37,10 +37,10 @@ def _up(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from rq import Queue, Worker
 
-    from backend.jobs import QUEUE_NAME, connect
-    from backend.settings import get_settings
-    from backend.worker import HeartbeatWorker
+    from lensguard.worker import HeartbeatWorker
     from models.registry import ModelRegistry
+    from settings import get_settings
+    from training.queue import QUEUE_NAME, connect
 
     settings = get_settings()
     removed = ModelRegistry(settings.registry_path).clean_staging()
@@ -54,8 +54,8 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _queue():
-    from backend.jobs import JobQueue
-    from backend.settings import get_settings
+    from settings import get_settings
+    from training.queue import JobQueue
 
     settings = get_settings()
     return JobQueue(settings.redis_url, settings.job_timeout_seconds, settings.train_retries)
@@ -63,9 +63,9 @@ def _queue():
 
 def _train(args: argparse.Namespace) -> None:
     if args.inline:
-        from backend.settings import get_settings
-        from training.jobs import run_training
+        from settings import get_settings
         from training.progress import JobProgress
+        from training.train_job import run_training
 
         result = run_training(args.project, args.kind, get_settings(), JobProgress(echo=_echo), "cli")
         print(json.dumps(result, indent=2))
@@ -130,7 +130,7 @@ def _jobs(args: argparse.Namespace) -> None:
 
 
 def _prompts_eval(args: argparse.Namespace) -> None:
-    from backend.settings import get_settings
+    from settings import get_settings
 
     prompt_sets = []
     for path in args.prompts:
@@ -164,8 +164,8 @@ def _prompts_eval(args: argparse.Namespace) -> None:
 
 
 def _prompts_use(args: argparse.Namespace) -> None:
-    from backend.settings import get_settings
     from models.zero_shot import PromptSetError
+    from settings import get_settings
     from training.prompt_job import use_prompt_set
 
     try:
@@ -191,7 +191,7 @@ def _preannotate(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from backend.settings import get_settings
+    from settings import get_settings
     from training.progress import JobProgress
     from training.select_job import run_selection
 

@@ -1,18 +1,17 @@
-"""Build the serving components from settings; a missing model becomes a reported error, not a crash."""
+"""The serving core built from settings (for the HTTP app and the workers alike); a missing model becomes a
+reported error, not a crash."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from backend.images import ImageFetcher
-from backend.labelstudio import LabelStudioClient
-from backend.ls_auth import LabelStudioAuth
-from backend.prediction_service import PredictionService
-from backend.settings import Settings
+from labelstudio.client import LabelStudioClient
+from labelstudio.images import ImageFetcher
+from labelstudio.tokens import LabelStudioAuth
 from models.active_models import ActiveModels
-from models.classifier import load_classifier
 from models.embedding_cache import EmbeddingCache
+from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelRegistry, ModelVersion
 from models.zero_shot import (
@@ -23,6 +22,8 @@ from models.zero_shot import (
     shared_zero_shot_scorer,
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
+from serving.service import PredictionService
+from settings import Settings, config_for
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ class Serving:
     service: PredictionService | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
-    label_configs: dict[str, str] = field(default_factory=dict)  # project id -> config from /setup
 
 
 def build_fetcher(settings: Settings) -> ImageFetcher:
@@ -56,14 +56,7 @@ def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
 
 
 def zero_shot_config(settings: Settings) -> ZeroShotConfig:
-    return ZeroShotConfig(
-        model_name=settings.clip_model,
-        pretrained=settings.clip_pretrained,
-        prompt_set=settings.prompt_set,
-        allow_random_weights=settings.allow_random_weights,
-        device=settings.device,
-        batch_size=settings.batch_size,
-    )
+    return config_for(settings, ZeroShotConfig, "clip_", model_name="clip_model")
 
 
 def build_serving(settings: Settings) -> Serving:
@@ -94,13 +87,11 @@ def build_serving(settings: Settings) -> Serving:
             log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
         return trained_on == encoder
 
-    classifiers = ActiveModels(
-        registry, settings.serve_kinds, lambda v: load_classifier(v, settings.device), same_encoder
-    )
+    classifiers = ActiveModels(registry, settings.serve_kinds, lambda v: load_version(v, settings.device), same_encoder)
     prompt_sets = ActiveModels(
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
-    segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_classifier(v, settings.device))
+    segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_version(v, settings.device))
     serving.service = PredictionService(
         pipeline,
         build_fetcher(settings),

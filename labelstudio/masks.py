@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.brush import SOILING_CLASSES, MaskError, rle_to_mask, soiling_class
-from backend.label_config import SoilingTags
+from labelstudio.brush import MaskError, rle_to_mask
+from labelstudio.label_config import SoilingTags
+from models.labels import SOILING_CLASSES, soiling_class
 
 
 @dataclass

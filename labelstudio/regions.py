@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.brush import SOILING_CLASSES, brush_regions
-from backend.label_config import SoilingTags
+from labelstudio.brush import brush_regions
+from labelstudio.label_config import SoilingTags
+from models.labels import SOILING_CLASSES
 from models.verdict import Verdict
 
 

@@ -119,7 +119,7 @@ def start_worker(env: dict[str, str], log_path: Path, name: str | None = None) -
     command = [
         sys.executable,
         "-m",
-        "backend.cli",
+        "lensguard.cli",
         "worker",
         "--name",
         name or f"worker-{os.getpid()}-{time.time_ns()}",

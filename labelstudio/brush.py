@@ -5,23 +5,12 @@ from __future__ import annotations
 import numpy as np
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
-from backend.label_config import SoilingTags
-
-# WoodScape's soiling classes; mask values are their indices (0 clear .. 3 opaque), severity ascending.
-SOILING_CLASSES = ("clear", "transparent", "semi-transparent", "opaque")
+from labelstudio.label_config import SoilingTags
+from models.labels import SOILING_CLASSES, soiling_class
 
 
 class MaskError(ValueError):
     pass
-
-
-def _norm(label: str) -> str:
-    return " ".join(label.lower().replace("-", " ").replace("_", " ").split())
-
-
-def soiling_class(label: str) -> int | None:
-    names = {_norm(name): index for index, name in enumerate(SOILING_CLASSES)}
-    return names.get(_norm(label))
 
 
 def rle_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:

@@ -1,0 +1,155 @@
+"""The `segmenter` kind in the training pipeline: brush masks from Label Studio -> frames and class masks ->
+segmenter trained on the training part (plus optional synthetic soiling) -> IoU and tile coverage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from labelstudio.label_config import SoilingTags
+from labelstudio.masks import frame_mask
+from labelstudio.tasks import latest_result
+from models.frames import ImageDecodeError, decode_image, image_size, resize_frame, resize_mask
+from models.registry import ModelVersion
+from models.segmenter import Segmenter
+from serving.components import build_fetcher
+from settings import Settings
+from training.frames import fetch_in_chunks, task_image
+from training.grouping import assign_groups, dhash
+from training.progress import JobProgress
+from training.segment import SegmenterConfig, segmentation_metrics, segmenter_config, train_segmenter
+from training.synthetic import make_frames
+
+USABLE = ("masked", "clean")
+
+
+@dataclass
+class MaskedFrames:
+    pixels: list[np.ndarray]  # frames squashed to the configured image size
+    masks: list[np.ndarray]  # class ids at the same size
+    tasks: list[dict]
+    groups: list[str]
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Frames with any soiling: the grouped split keeps soiled frames on both sides."""
+        return np.array([int(m.any()) for m in self.masks])
+
+
+class SegmenterTrainer:
+    kind = "segmenter"
+    metric = "miou"
+    headline = ("miou", "pixel_accuracy", "tile_coverage_mae", "tile_accuracy")
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.config: SegmenterConfig = segmenter_config(settings)
+
+    def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> MaskedFrames | dict:
+        if not tags.brush:
+            return {"status": "no_brush_tag", "detail": "the labeling config has no BrushLabels for dirt masks"}
+        framed = [(task, frame_mask(latest_result(task), tags)) for task in tasks]
+        counts: dict[str, int] = {}
+        problems = []
+        for task, fm in framed:
+            counts[fm.status] = counts.get(fm.status, 0) + 1
+            problems += [f"task {task['id']}: {p}" for p in fm.problems]
+        usable = [(t, fm) for t, fm in framed if fm.status in USABLE]
+        masked = sum(fm.status == "masked" for _, fm in usable)
+        summary = {"frames": counts, "problems": problems[:20], "masked": masked}
+        progress.log(f"masks: {counts}; {len(problems)} problems")
+        minimum = self.settings.segmenter_min_masked_frames
+        if masked < minimum:
+            return {
+                "status": "need_more_masks",
+                "dataset": summary,
+                "detail": f"{masked} masked frames, need {minimum}",
+            }
+
+        size = self.config.image_size
+        data = MaskedFrames([], [], [], [], summary)
+        hashes = []
+        progress.stage("fetching masked frames", total=len(usable))
+        fetcher = build_fetcher(self.settings)
+        for chunk in fetch_in_chunks(fetcher, usable, lambda u: task_image(u[0], tags.image_key), progress):
+            for (task, fm), image in chunk:
+                if isinstance(image, Exception):
+                    problems.append(f"task {task['id']}: {image}")
+                    continue
+                try:
+                    width, height = image_size(image)
+                    frame = decode_image(image, size, self.settings.max_image_pixels)
+                except (ImageDecodeError, OSError) as exc:
+                    problems.append(f"task {task['id']}: {exc}")
+                    continue
+                if fm.mask is not None and fm.mask.shape != (height, width):
+                    problems.append(
+                        f"task {task['id']}: mask {fm.mask.shape[::-1]} does not match image {(width, height)}; skipped"
+                    )
+                    continue
+                full = fm.mask if fm.mask is not None else np.zeros((height, width), np.uint8)
+                data.masks.append(resize_mask(full, size))
+                data.pixels.append(frame)
+                data.tasks.append(task)
+                hashes.append(dhash(image))
+        data.groups = assign_groups(data.tasks, hashes)
+        data.summary["skipped"] = len(problems)
+        return data
+
+    def fit(self, data: MaskedFrames, train: np.ndarray, val: np.ndarray, progress: JobProgress) -> Segmenter:
+        config = self.config
+        pixels, masks = list(data.pixels), list(data.masks)
+        if config.synthetic_frames:  # cold start: synthetic soiling joins the training part, never validation
+            for frame in make_frames(config.synthetic_frames, *config.image_size, dirty_fraction=1.0, seed=len(pixels)):
+                pixels.append(np.asarray(frame.image))
+                masks.append(frame.mask)
+            train = np.concatenate([train, np.arange(len(data.pixels), len(pixels))])
+        data.summary |= {"train": len(train), "synthetic": config.synthetic_frames}
+        return train_segmenter(pixels, masks, train, val, config, progress)
+
+    def predict(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> list[np.ndarray]:
+        """Masks at the configured size, whatever size the model (e.g. an older active one) reads."""
+        size = self.config.image_size
+        frames = [data.pixels[i] for i in val]
+        if tuple(model.image_size) != tuple(size):
+            frames = [resize_frame(frame, model.image_size) for frame in frames]
+        return [resize_mask(mask, size) for mask in model.predict_masks(frames)]
+
+    def baselines(self, data: MaskedFrames, val: np.ndarray) -> dict:
+        return {}
+
+    def metrics(self, data: MaskedFrames, val: np.ndarray, predicted: list[np.ndarray]) -> dict:
+        return segmentation_metrics([data.masks[i] for i in val], predicted, self.config.grid)
+
+    def write(
+        self, model: Segmenter, directory: Path, data: MaskedFrames, val: np.ndarray, predicted: dict, metrics: dict
+    ) -> dict:
+        shown = val[:6]
+        save_overlays(
+            directory / "report.png",
+            [data.pixels[i] for i in shown],
+            [data.masks[i] for i in shown],
+            predicted[self.kind][: len(shown)],
+        )
+        return {**model.save(directory), "grid": list(self.config.grid)}
+
+    def recorded(self, version: ModelVersion, data, score, promoted: bool, progress: JobProgress) -> None:
+        return None
+
+
+def save_overlays(path, frames, true_masks, predicted) -> None:
+    """Frames with true (left) and predicted (right) dirt drawn in red, one row each."""
+    rows = []
+    for frame, truth, guess in zip(frames, true_masks, predicted, strict=True):
+        tinted = []
+        for mask in (truth, guess):
+            overlay = frame.astype(np.float32).copy()
+            overlay[mask > 0] = 0.5 * overlay[mask > 0] + 0.5 * np.array([255, 0, 0])
+            tinted.append(overlay.astype(np.uint8))
+        rows.append(np.concatenate(tinted, axis=1))
+    if rows:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(path)

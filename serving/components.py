@@ -100,6 +100,8 @@ def build_serving(settings: Settings) -> Serving:
         settings.combine,
         prompt_sets,
         segmenters,
+        settings.coverage_grid,
+        settings.segmenter_predraw_band,
     )
     log.info("serving %s on %s", scorer.version, scorer.clip.device)
     return serving

@@ -13,14 +13,17 @@ CONFIDENCES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def frame_scores(gate: MaskGate, probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> float:
-    """Mean per-frame dirt IoU, a clean frame scoring 1 when left clean and 0 otherwise: false alarms cost as
-    much as missed dirt."""
-    scores = []
+    """Balanced: the mean of (dirt IoU averaged over dirty frames) and (the share of clean frames left clean),
+    so that neither blanking every frame nor painting every frame wins; either alone where the other is absent."""
+    dirty_ious, clean_kept = [], []
     for p, truth in zip(probabilities, truths, strict=True):
         t, g = truth > 0, gate.apply(p) > 0
-        union = (t | g).sum()
-        scores.append(float((t & g).sum() / union) if union else 1.0)
-    return float(np.mean(scores)) if scores else 0.0
+        if t.any():
+            dirty_ious.append(float((t & g).sum() / (t | g).sum()))
+        else:
+            clean_kept.append(float(not g.any()))
+    parts = [float(np.mean(part)) for part in (dirty_ious, clean_kept) if part]
+    return float(np.mean(parts)) if parts else 0.0
 
 
 def choose_gate(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray], step: int = 2) -> MaskGate:

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import torch
 
-from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
+from models.segmenter import NUM_CLASSES, Segmenter, SegmenterSpec, create_segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
 from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
+from training.mask_gate import choose_gate
 from training.progress import JobProgress
 
 
@@ -32,8 +33,28 @@ class SegmenterConfig:
     patience: int = 8
     cutmix: float = 0.5
     grid: tuple[int, int] = (4, 4)  # cols, rows of the tile-coverage metrics
+    overlap: float = 0.0  # windows share this fraction with their neighbours when tiles > 1 (blended)
+    flips: str = ""  # test-time flips: "", "h", "v" or "h,v"
+    head_grid: tuple[int, int] = (4, 4)  # cols, rows of the TileHead family's own coverage grid
+    synthetic_style: str = "blobs"  # training/synthetic.py style of the cold-start frames
+    gate: bool = True  # choose a minimum area and per-class confidence on the validation frames
+    allow_random_weights: bool = False
     device: str = "auto"
     seed: int = 0
+
+    def spec(self) -> SegmenterSpec:
+        return SegmenterSpec(
+            arch=self.arch,
+            encoder=self.encoder,
+            encoder_weights=self.encoder_weights,
+            image_size=tuple(self.image_size),
+            tiles=tuple(self.tiles),
+            overlap=self.overlap,
+            flips=tuple(f.strip() for f in self.flips.split(",") if f.strip()),
+            tile_grid=tuple(self.head_grid),
+            allow_random_weights=self.allow_random_weights,
+            device=self.device,
+        )
 
 
 def segmenter_config(settings: Settings) -> SegmenterConfig:
@@ -118,9 +139,7 @@ def train_segmenter(
 ) -> Segmenter:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    segmenter = Segmenter.create(
-        config.arch, config.encoder, config.encoder_weights, config.image_size, config.device, config.tiles
-    )
+    segmenter = create_segmenter(config.spec())
     frame_pixels, frame_masks = pixels, masks
     if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
         per_frame = config.tiles[0] * config.tiles[1]
@@ -145,11 +164,12 @@ def train_segmenter(
             images, targets = mask_aware_cutmix(
                 np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix
             )
+            x, y = segmenter.to_tensor(images), torch.as_tensor(targets, dtype=torch.long, device=device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(segmenter.to_tensor(images))
-            loss = torch.nn.functional.cross_entropy(
-                logits.float(), torch.as_tensor(targets, dtype=torch.long, device=device), weight=weights
-            )
+                if hasattr(model, "training_loss"):  # a family with its own objective (Mask2Former's matching)
+                    loss = model.training_loss(x, y, weights)
+                else:
+                    loss = torch.nn.functional.cross_entropy(model(x).float(), y, weight=weights)
             losses.append(amp_step(loss, optimizer, scaler))
         predicted = segmenter.predict_masks([frame_pixels[i] for i in val])
         score = segmentation_metrics([frame_masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
@@ -157,4 +177,9 @@ def train_segmenter(
         if stopping.should_stop(epoch, score):
             break
     stopping.restore_best()
+    if config.gate and len(val):
+        val_pixels = [frame_pixels[i] for i in val]
+        gate = choose_gate(list(segmenter.predict_probabilities(val_pixels)), [frame_masks[i] for i in val])
+        progress.log(f"gate chosen on {len(val)} validation frames: {gate}")
+        segmenter = segmenter.with_options(gate=gate)
     return segmenter

@@ -121,13 +121,27 @@ class Segmenter(PixelModel):
             return np.zeros((0, self.image_size[1], self.image_size[0]), np.uint8)
         return np.stack([self.gate.apply(p) for p in probabilities])
 
-    def predict_coverage(self, pixels: Sequence[np.ndarray], grid: tuple[int, int]) -> np.ndarray:
-        """N x rows x cols x C coverage on a cols x rows grid: the tile head's own prediction, or the share of
-        each class in a segmenter's mask."""
+    def predict_with_coverage(
+        self, pixels: Sequence[np.ndarray], grid: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: (uint8 NxHxW masks after the gate, N x rows x cols x C coverage on a cols x rows grid). The
+        tile head's coverage is its own prediction; a segmenter's is each class's share of its mask."""
+        probabilities = self.predict_probabilities(pixels)
+        masks = (
+            np.stack([self.gate.apply(p) for p in probabilities])
+            if len(probabilities)
+            else np.zeros((0, self.image_size[1], self.image_size[0]), np.uint8)
+        )
         if self.predicts_tiles:
-            return np.stack([tile_means(p, grid) for p in self.predict_probabilities(pixels)])
-        one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
-        return np.stack([tile_means(one_hot[m].transpose(2, 0, 1), grid) for m in self.predict_masks(pixels)])
+            coverage = [tile_means(p, grid) for p in probabilities]
+        else:
+            one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
+            coverage = [tile_means(one_hot[m].transpose(2, 0, 1), grid) for m in masks]
+        rows_cols = (grid[1], grid[0], NUM_CLASSES)
+        return masks, np.stack(coverage) if coverage else np.zeros((0, *rows_cols), np.float32)
+
+    def predict_coverage(self, pixels: Sequence[np.ndarray], grid: tuple[int, int]) -> np.ndarray:
+        return self.predict_with_coverage(pixels, grid)[1]
 
     def save(self, directory: Path) -> dict:
         torch.save(self.model.state_dict(), directory / "segmenter.pt")

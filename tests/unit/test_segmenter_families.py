@@ -204,6 +204,86 @@ def test_gate_chosen_on_validation_frames_removes_false_alarms_and_keeps_dirt():
     clean_p[:, :1, :4] = np.array([0.4, 0, 0, 0.6])[:, None, None]  # a small unsure false alarm
     probabilities, truths = [dirty_p, clean_p], [dirty_truth, np.zeros((20, 20), np.uint8)]
     assert frame_scores(MaskGate(), probabilities, truths) == pytest.approx(0.5)
+    assert frame_scores(MaskGate(min_area=1.0), probabilities, truths) == pytest.approx(0.5), "blanking: no gain"
     gate = choose_gate(probabilities, truths, step=1)
     assert frame_scores(gate, probabilities, truths) == pytest.approx(1.0)
     assert gate.min_confidence[2] > 0.6 or gate.min_area > 0.01
+
+
+def brush_annotation(mask: np.ndarray) -> list[dict]:
+    from labelstudio.brush import mask_to_rle
+    from models.labels import SOILING_CLASSES
+
+    choice = "dirty" if mask.any() else "clean"
+    result = [{"from_name": "soiling", "to_name": "image", "type": "choices", "value": {"choices": [choice]}}]
+    for index in np.unique(mask[mask > 0]):
+        result.append(
+            {
+                "from_name": "dirt_mask",
+                "to_name": "image",
+                "type": "brushlabels",
+                "original_width": mask.shape[1],
+                "original_height": mask.shape[0],
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": mask_to_rle(mask == index), "brushlabels": [SOILING_CLASSES[index]]},
+            }
+        )
+    return result
+
+
+@pytest.mark.parametrize("arch", list(FAMILIES))
+def test_every_family_trains_through_the_job_and_serves_masks_with_tile_coverage(
+    arch, file_server, tmp_path, soiling_config
+):
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from labelstudio.label_config import parse_soiling_config
+    from serving.components import build_serving
+    from settings import Settings
+    from training.train_job import train_on_tasks
+
+    side = SIDE.get(arch, 64)
+    frames = make_frames(8, side, side, dirty_fraction=0.5, seed=2, style="realistic")
+    tasks = []
+    for i, frame in enumerate(frames):
+        file_server.files[f"/data/upload/1/f{i}.jpg"] = frame.jpeg()
+        tasks.append(
+            {
+                "id": i + 1,
+                "data": {"image": f"/data/upload/1/f{i}.jpg", "group": f"g{i}"},
+                "annotations": [{"id": i + 1, "result": brush_annotation(frame.mask)}],
+            }
+        )
+    settings = Settings(
+        _env_file=None,
+        label_studio_url=file_server.url,
+        clip_model="lensguard-tiny-ViT",
+        clip_pretrained=None,
+        allow_random_weights=True,
+        device="cpu",
+        data_dir=tmp_path,
+        segmenter_arch=arch,
+        segmenter_encoder=TINY_ENCODER.get(arch, "tu-test_resnet"),
+        segmenter_encoder_weights=None,
+        segmenter_image_size=(side, side),
+        segmenter_epochs=1,
+        segmenter_batch_size=4,
+        segmenter_min_masked_frames=2,
+        segmenter_predraw_band=0.5,  # every frame gets a mask, whatever the untrained classifier says
+    )
+    result = train_on_tasks(1, "segmenter", parse_soiling_config(soiling_config), tasks, settings, JobProgress())
+    assert result["status"] == "promoted", result
+    with TestClient(create_app(settings, build_serving(settings))) as client:
+        body = client.post(
+            "/predict", json={"tasks": tasks[:2], "label_config": soiling_config, "project": "1.5"}
+        ).json()
+    assert body["model_version"].endswith(result["version"])
+    for prediction in body["results"]:
+        tiles = prediction["meta"]["tile_coverage"]
+        assert tiles["grid"] == [4, 4] and np.array(tiles["dirt"]).shape == (4, 4)
+        [explanation] = [r for r in prediction["result"] if r["type"] == "textarea"]
+        assert "dirt covers" in explanation["value"]["text"][0]
+        for region in prediction["result"]:
+            if region["type"] == "brushlabels":
+                assert (region["original_width"], region["original_height"]) == (side, side)

@@ -81,6 +81,7 @@ def train(family: str, pixels, masks, train_idx, val_idx, args) -> tuple[Segment
         epochs=args.epochs,
         batch_size=args.batch_size,
         patience=args.patience,
+        gate=False,  # judged apart below: the gate row chooses it on the inner validation part
         device="cpu",
     )
     start = time.perf_counter()

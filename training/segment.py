@@ -37,7 +37,7 @@ class SegmenterConfig:
     flips: str = ""  # test-time flips: "", "h", "v" or "h,v"
     head_grid: tuple[int, int] = (4, 4)  # cols, rows of the TileHead family's own coverage grid
     synthetic_style: str = "blobs"  # training/synthetic.py style of the cold-start frames
-    gate: bool = True  # choose a minimum area and per-class confidence on the validation frames
+    gate: bool = False  # choose a minimum area and per-class confidence on the validation frames
     allow_random_weights: bool = False
     device: str = "auto"
     seed: int = 0

@@ -263,7 +263,9 @@ def make_frames(
     return frames
 
 
-def write_dataset(out: Path, count: int, width: int, height: int, dirty_fraction: float, seed: int) -> Path:
+def write_dataset(
+    out: Path, count: int, width: int, height: int, dirty_fraction: float, seed: int, style: str = "blobs"
+) -> Path:
     """Frames (JPEG), exact class masks (PNG, values 0-3) and a manifest like the real dev set's."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -271,7 +273,7 @@ def write_dataset(out: Path, count: int, width: int, height: int, dirty_fraction
     with manifest.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "mask", "label", "dirt_fraction", "group"])
-        for i, frame in enumerate(make_frames(count, width, height, dirty_fraction, seed)):
+        for i, frame in enumerate(make_frames(count, width, height, dirty_fraction, seed, style)):
             image, mask = f"images/synthetic_{i:05d}.jpg", f"masks/synthetic_{i:05d}.png"
             (out / image).write_bytes(frame.jpeg())
             Image.fromarray(frame.mask).save(out / mask)

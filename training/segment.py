@@ -21,7 +21,7 @@ from training.progress import JobProgress
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    arch: str = "Unet"
+    arch: str = "DeepLabV3Plus"
     encoder: str = "resnet18"
     encoder_weights: str | None = "imagenet"
     image_size: tuple[int, int] = (512, 288)  # width, height frames are squashed to (16:9)
@@ -37,7 +37,7 @@ class SegmenterConfig:
     flips: str = ""  # test-time flips: "", "h", "v" or "h,v"
     head_grid: tuple[int, int] = (4, 4)  # cols, rows of the TileHead family's own coverage grid
     synthetic_style: str = "blobs"  # training/synthetic.py style of the cold-start frames
-    gate: bool = False  # choose a minimum area and per-class confidence on the validation frames
+    gate: bool = True  # choose a minimum area and per-class confidence on the validation frames
     allow_random_weights: bool = False
     device: str = "auto"
     seed: int = 0

@@ -11,7 +11,7 @@ __all__ = ["NUM_CLASSES", "SegmenterSpec"]
 
 @dataclass(frozen=True)
 class SegmenterSpec:
-    arch: str = "Unet"  # a family name from models.segmenter.families.FAMILIES (case-insensitive)
+    arch: str = "DeepLabV3Plus"  # a family name from models.segmenter.families.FAMILIES (case-insensitive)
     # smp families: an smp encoder ("resnet18", "mobilenet_v2", "tu-<timm name>"); Mask2Former: a checkpoint
     # (hub name or local directory) or a built-in config ("tiny", "small"); TileHead: an smp encoder.
     encoder: str = "resnet18"

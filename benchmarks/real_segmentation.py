@@ -136,7 +136,7 @@ def main() -> None:
     real_rows = [
         np.concatenate([thumbnail(frames[k], truths[k] > 0), thumbnail(frames[k], guesses[k] > 0)], 1) for k in dirty
     ]
-    synthetic = make_frames(len(dirty) or 1, 1280, 720, dirty_fraction=1.0, seed=4)
+    synthetic = make_frames(len(dirty) or 1, 1280, 720, dirty_fraction=1.0, seed=4, style="realistic")
     real_dirty = [thumbnail(frames[k]) for k in dirty] or [thumbnail(np.asarray(synthetic[0].image))]
     side_by_side = [
         np.concatenate([thumbnail(np.asarray(s.image)), r], 1) for s, r in zip(synthetic, real_dirty, strict=False)

@@ -88,13 +88,26 @@ def prediction_for(
     return {"result": regions, "score": round(result.confidence, 6), "model_version": model_version}
 
 
-def add_dirt_mask(prediction: dict, tags: SoilingTags, mask: np.ndarray, coverage: np.ndarray) -> None:
-    """BrushLabels regions for each predicted soiling class, and the coverage figures in the explanation."""
+def add_dirt_mask(
+    prediction: dict,
+    tags: SoilingTags,
+    mask: np.ndarray,
+    coverage: np.ndarray,
+    tiles: np.ndarray | None = None,
+    predrawn: bool = False,
+) -> None:
+    """BrushLabels regions for each predicted soiling class, the coverage figures in the explanation and, given
+    `tiles` (rows x cols x classes), the dirtiest tiles there and every tile's coverage in the meta."""
     prediction["result"].extend(brush_regions(mask, tags))
     covered = ", ".join(
         f"{name} {fraction:.1%}" for name, fraction in zip(SOILING_CLASSES[1:], coverage[1:], strict=True) if fraction
     )
     summary = f"; dirt covers {1 - coverage[0]:.1%} of the frame" + (f" ({covered})" if covered else "")
+    if tiles is not None:
+        summary += tile_summary(tiles)
+        prediction.setdefault("meta", {})["tile_coverage"] = tile_meta(tiles)
+    if predrawn:
+        summary += "; mask pre-drawn on an uncertain frame"
     for region in prediction["result"]:
         if region["type"] == "textarea":
             region["value"]["text"][0] += summary
@@ -115,3 +128,24 @@ def add_vlm_answer(prediction: dict, answer: VlmAnswer) -> None:
     for region in prediction["result"]:
         if region["type"] == "textarea":
             region["value"]["text"][0] = f"{vlm_text(answer)} | {region['value']['text'][0]}"
+
+
+def tile_summary(tiles: np.ndarray, top: int = 3, minimum: float = 0.05) -> str:
+    dirt = 1 - tiles[..., 0]
+    ranked = [(float(dirt[r, c]), r, c) for r, c in np.ndindex(dirt.shape) if dirt[r, c] >= minimum]
+    ranked.sort(reverse=True)
+    if not ranked:
+        return ""
+    rows, cols = dirt.shape
+    named = ", ".join(f"row {r + 1} col {c + 1} {share:.0%}" for share, r, c in ranked[:top])
+    return f"; dirtiest of {cols}x{rows} tiles: {named}"
+
+
+def tile_meta(tiles: np.ndarray) -> dict:
+    """Per tile (rows of cols), the dirt share and each soiling class's share, rounded to 0.1%."""
+    rows, cols = tiles.shape[:2]
+    return {
+        "grid": [cols, rows],
+        "dirt": np.round(1 - tiles[..., 0], 3).tolist(),
+        **{name: np.round(tiles[..., i], 3).tolist() for i, name in enumerate(SOILING_CLASSES) if i},
+    }

@@ -213,7 +213,7 @@ def _synth(args: argparse.Namespace) -> None:
     from training.synthetic import write_dataset
 
     width, _, height = args.size.partition("x")
-    manifest = write_dataset(args.out, args.count, int(width), int(height), args.dirty_fraction, args.seed)
+    manifest = write_dataset(args.out, args.count, int(width), int(height), args.dirty_fraction, args.seed, args.style)
     print(f"{args.count} frames with exact masks (0 clear, 1 transparent, 2 semi-transparent, 3 opaque): {manifest}")
 
 
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
     synth.add_argument("--dirty-fraction", type=float, default=0.5)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--style", choices=["blobs", "realistic"], default="blobs", help="realistic: haze, film, condensation, splashes"
+    )
     synth.set_defaults(func=_synth)
 
     secret_files = commands.add_parser("secrets", help="create the backend's credentials as files (mode 600)")

@@ -147,6 +147,8 @@ def build_serving(settings: Settings) -> Serving:
         prompt_sets,
         segmenters,
         vlm,
+        settings.coverage_grid,
+        settings.segmenter_predraw_band,
     )
     runtime = scorer.runtime
     fidelity = f", {runtime.fidelity.describe()}" if runtime.fidelity else ""

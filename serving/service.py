@@ -55,6 +55,8 @@ class PredictionService:
         prompt_sets: ActiveModels | None = None,
         segmenters: ActiveModels | None = None,
         vlm: VlmCascade | None = None,
+        coverage_grid: tuple[int, int] = (4, 4),
+        predraw_band: float = 0.0,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
@@ -64,6 +66,8 @@ class PredictionService:
         self.prompt_sets = prompt_sets
         self.segmenters = segmenters
         self.vlm = vlm
+        self.coverage_grid = tuple(coverage_grid)  # cols, rows of the tile coverage served with masks
+        self.predraw_band = predraw_band  # frames called clean with P(dirty) >= 0.5 - band get a mask too
         self._model_lock = threading.Lock()  # the segmenter: one frame batch at a time
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -88,23 +92,31 @@ class PredictionService:
         ]
         return "+".join(p for p in parts if p)
 
-    def _dirt_masks(self, batch: PreparedTasks) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Per dirty frame: (mask at the image's size, coverage per class) from the project's active segmenter."""
+    def _needs_mask(self, outcome: object) -> bool:
+        if not isinstance(outcome, Verdict):
+            return False
+        return outcome.is_dirty or (self.predraw_band > 0 and outcome.p_dirty >= 0.5 - self.predraw_band)
+
+    def _dirt_masks(self, batch: PreparedTasks) -> dict[int, tuple]:
+        """Per dirty or uncertain frame: (mask at the image's size, coverage per class, tile coverage, whether
+        the frame was called clean) from the project's active segmenter."""
         active = self.segmenters.get(batch.project) if self.segmenters else None
         if active is None:
             return {}
         segmenter = active[1]
         image_of = dict(zip(batch.readable, batch.prepared.images, strict=True))
-        dirty = [i for i in batch.readable if isinstance(batch.outcomes[i], Verdict) and batch.outcomes[i].is_dirty]
-        if not dirty:
+        chosen = [i for i in batch.readable if self._needs_mask(batch.outcomes[i])]
+        if not chosen:
             return {}
         with self._model_lock:
-            predicted = segmenter.predict_masks(
-                self.pipeline.pixels([image_of[i] for i in dirty], segmenter.image_size)
+            predicted, tiles = segmenter.predict_with_coverage(
+                self.pipeline.pixels([image_of[i] for i in chosen], segmenter.image_size), self.coverage_grid
             )
         masks = {}
-        for i, small in zip(dirty, predicted, strict=True):
-            masks[i] = (resize_mask(small, image_size(image_of[i])), frame_coverage(small))
+        for i, small, tile in zip(chosen, predicted, tiles, strict=True):
+            frame = tile.reshape(-1, tile.shape[-1]).mean(0) if segmenter.predicts_tiles else frame_coverage(small)
+            predrawn = not batch.outcomes[i].is_dirty
+            masks[i] = (resize_mask(small, image_size(image_of[i])), frame, tile, predrawn)
         return masks
 
     @staticmethod

@@ -120,9 +120,12 @@ class Settings(BaseSettings):
     finetune_batch_size: int = 32
     finetune_patience: int = 3
     finetune_lr: float = 3e-4
+    finetune_mixup: float = 0.0  # timm Mixup: mixup alpha (0: off)
+    finetune_cutmix: float = 0.0  # timm Mixup: cutmix alpha (0: off)
+    finetune_label_smoothing: float = 0.1  # with mixup or cutmix
 
     # Segmenter (segmentation-models-pytorch) and tile coverage
-    segmenter_arch: str = "Unet"
+    segmenter_arch: str = "DeepLabV3Plus"  # chosen from benchmarks/segmenter_zoo.py (README)
     segmenter_encoder: str = "resnet18"
     segmenter_encoder_weights: str | None = "imagenet"
     segmenter_image_size: Pair = (512, 288)  # WIDTHxHEIGHT frames are squashed to
@@ -134,6 +137,12 @@ class Settings(BaseSettings):
     segmenter_patience: int = 8
     segmenter_cutmix: float = 0.5
     segmenter_min_masked_frames: int = 10
+    segmenter_overlap: float = 0.0  # with tiles: fraction of a tile shared with its neighbours, blended
+    segmenter_flips: str = ""  # test-time flips averaged with the plain pass: "", "h", "v" or "h,v"
+    segmenter_head_grid: Pair = (4, 4)  # COLSxROWS coverage grid of the TileHead family
+    segmenter_synthetic_style: str = "blobs"  # blobs | realistic (haze, film, condensation, splashes)
+    segmenter_gate: bool = True  # minimum dirt area and per-class confidence chosen on the validation frames
+    segmenter_predraw_band: float = 0.0  # also draw masks on frames called clean with P(dirty) >= 0.5 - band
     coverage_grid: Pair = (4, 4)  # COLSxROWS grid of tile-coverage metrics (TiledSoilingNet)
     tile_grid: Pair | None = None  # deprecated: ROWSxCOLS, read into coverage_grid with a warning
 

@@ -16,6 +16,7 @@ from models.classifier import TimmClassifier
 from models.weights import pretrained_or_random
 from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
+from training.mixing import binary_mixup, mix_batch
 from training.progress import JobProgress
 
 
@@ -28,6 +29,9 @@ class FinetuneConfig:
     batch_size: int = 32
     patience: int = 3
     lr: float = 3e-4
+    mixup: float = 0.0  # timm Mixup alpha for mixup (0: off)
+    cutmix: float = 0.0  # timm Mixup alpha for cutmix (0: off); with both, each batch picks one
+    label_smoothing: float = 0.1  # with mixup or cutmix
     device: str = "auto"
     allow_random_weights: bool = False  # where pretrained weights are missing
     seed: int = 0
@@ -87,6 +91,10 @@ def finetune(
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     stopping = EarlyStopping(model, config.patience, "ROC-AUC", progress)
+    mixer = None
+    if config.mixup > 0 or config.cutmix > 0:
+        np.random.seed(config.seed)  # timm's Mixup draws from numpy's global generator
+        mixer = binary_mixup(config.mixup, config.cutmix, config.label_smoothing)
     progress.stage(f"fine-tuning {config.arch}", total=config.epochs)
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -98,6 +106,8 @@ def finetune(
             x = classifier.to_tensor(images)
             y = torch.as_tensor(labels[batch], dtype=torch.float32, device=device)
             w = torch.as_tensor(weights[batch], dtype=torch.float32, device=device)
+            if mixer is not None:
+                x, y, w = mix_batch(mixer, x, y.long(), w)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = model(x).squeeze(1)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(

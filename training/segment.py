@@ -11,17 +11,17 @@ import cv2
 import numpy as np
 import torch
 
-from models.segmenter import NUM_CLASSES, Segmenter, tile_coverage
+from models.segmenter import NUM_CLASSES, Segmenter, SegmenterSpec, create_segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
-from models.weights import pretrained_or_random
 from settings import Settings, config_for
 from training.loop import EarlyStopping, amp_step
+from training.mask_gate import choose_gate
 from training.progress import JobProgress
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    arch: str = "Unet"
+    arch: str = "DeepLabV3Plus"
     encoder: str = "resnet18"
     encoder_weights: str | None = "imagenet"
     image_size: tuple[int, int] = (512, 288)  # width, height frames are squashed to (16:9)
@@ -33,9 +33,28 @@ class SegmenterConfig:
     patience: int = 8
     cutmix: float = 0.5
     grid: tuple[int, int] = (4, 4)  # cols, rows of the tile-coverage metrics
+    overlap: float = 0.0  # windows share this fraction with their neighbours when tiles > 1 (blended)
+    flips: str = ""  # test-time flips: "", "h", "v" or "h,v"
+    head_grid: tuple[int, int] = (4, 4)  # cols, rows of the TileHead family's own coverage grid
+    synthetic_style: str = "blobs"  # training/synthetic.py style of the cold-start frames
+    gate: bool = True  # choose a minimum area and per-class confidence on the validation frames
     device: str = "auto"
     allow_random_weights: bool = False  # where the encoder's pretrained weights are missing
     seed: int = 0
+
+    def spec(self) -> SegmenterSpec:
+        return SegmenterSpec(
+            arch=self.arch,
+            encoder=self.encoder,
+            encoder_weights=self.encoder_weights,
+            image_size=tuple(self.image_size),
+            tiles=tuple(self.tiles),
+            overlap=self.overlap,
+            flips=tuple(f.strip() for f in self.flips.split(",") if f.strip()),
+            tile_grid=tuple(self.head_grid),
+            allow_random_weights=self.allow_random_weights,
+            device=self.device,
+        )
 
 
 def segmenter_config(settings: Settings) -> SegmenterConfig:
@@ -134,21 +153,9 @@ def train_segmenter(
 ) -> Segmenter:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    segmenter, random_init = pretrained_or_random(
-        lambda pretrained: Segmenter.create(
-            config.arch,
-            config.encoder,
-            config.encoder_weights if pretrained else None,
-            config.image_size,
-            config.device,
-            config.tiles,
-        ),
-        f"the {config.encoder} encoder ({config.encoder_weights})",
-        "set LENSGUARD_SEGMENTER_ENCODER_WEIGHTS=none or put the weights in the torch/Hugging Face cache",
-        config.allow_random_weights,
-        wanted=config.encoder_weights is not None,
-    )
-    segmenter.random_init = random_init
+    segmenter = create_segmenter(config.spec())
+    # pretrained weights were asked for and could not be had (the version name says so)
+    segmenter.random_init = config.encoder_weights is not None and segmenter.weights == "random"
     frame_pixels, frame_masks = pixels, masks
     if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
         per_frame = config.tiles[0] * config.tiles[1]
@@ -173,11 +180,12 @@ def train_segmenter(
             images, targets = mask_aware_cutmix(
                 np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix
             )
+            x, y = segmenter.to_tensor(images), torch.as_tensor(targets, dtype=torch.long, device=device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(segmenter.to_tensor(images))
-            loss = torch.nn.functional.cross_entropy(
-                logits.float(), torch.as_tensor(targets, dtype=torch.long, device=device), weight=weights
-            )
+                if hasattr(model, "training_loss"):  # a family with its own objective (Mask2Former's matching)
+                    loss = model.training_loss(x, y, weights)
+                else:
+                    loss = torch.nn.functional.cross_entropy(model(x).float(), y, weight=weights)
             losses.append(amp_step(loss, optimizer, scaler))
         predicted = segmenter.predict_masks([frame_pixels[i] for i in val])
         score = segmentation_metrics([frame_masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
@@ -185,4 +193,9 @@ def train_segmenter(
         if stopping.should_stop(epoch, score):
             break
     stopping.restore_best()
+    if config.gate and len(val):
+        val_pixels = [frame_pixels[i] for i in val]
+        gate = choose_gate(list(segmenter.predict_probabilities(val_pixels)), [frame_masks[i] for i in val])
+        progress.log(f"gate chosen on {len(val)} validation frames: {gate}")
+        segmenter = segmenter.with_options(gate=gate)
     return segmenter

@@ -121,7 +121,10 @@ class SegmenterTrainer:
         config = self.config
         pixels, masks = list(data.pixels), list(data.masks)
         if config.synthetic_frames:  # cold start: synthetic soiling joins the training part, never validation
-            for frame in make_frames(config.synthetic_frames, *config.image_size, dirty_fraction=1.0, seed=len(pixels)):
+            synthetic = make_frames(
+                config.synthetic_frames, *config.image_size, 1.0, seed=len(pixels), style=config.synthetic_style
+            )
+            for frame in synthetic:
                 pixels.append(np.asarray(frame.image))
                 masks.append(frame.mask)
             train = np.concatenate([train, np.arange(len(data.pixels), len(pixels))])

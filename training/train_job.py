@@ -108,9 +108,22 @@ def human_only(data: TrainingData, indices: np.ndarray) -> np.ndarray:
 
 
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
-    trainer = create_trainer(kind, project_id, settings)
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
+    return train_on_tasks(project_id, kind, tags, tasks, settings, progress, reason)
+
+
+def train_on_tasks(
+    project_id: int,
+    kind: str,
+    tags: SoilingTags,
+    tasks: list[dict],
+    settings: Settings,
+    progress: JobProgress,
+    reason: str = "manual",
+) -> dict:
+    """The pipeline after the export: dataset -> split -> fit -> evaluate -> write -> promote."""
+    trainer = create_trainer(kind, project_id, settings)
     data = trainer.dataset(tags, tasks, progress)
     if isinstance(data, dict):
         return data

@@ -154,8 +154,6 @@ def train_segmenter(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     segmenter = create_segmenter(config.spec())
-    # pretrained weights were asked for and could not be had (the version name says so)
-    segmenter.random_init = config.encoder_weights is not None and segmenter.weights == "random"
     frame_pixels, frame_masks = pixels, masks
     if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
         per_frame = config.tiles[0] * config.tiles[1]
@@ -176,6 +174,8 @@ def train_segmenter(
         order = rng.permutation(train)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
+            if len(batch) < 2 <= len(order):
+                continue  # batch norm cannot train on one frame (DeepLabV3's pooled branch): the rest waits an epoch
             pairs = [augment(image=pixels[i], mask=masks[i]) for i in batch]
             images, targets = mask_aware_cutmix(
                 np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix

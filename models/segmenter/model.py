@@ -89,6 +89,11 @@ class Segmenter(PixelModel):
         spec = SegmenterSpec(arch, encoder, encoder_weights, tuple(image_size), tuple(tiles), device=device)
         return create_segmenter(spec)
 
+    @property
+    def random_init(self) -> bool:
+        """Pretrained weights were asked for but could not be had: the network started from random values."""
+        return self.weights == "random" and self.spec.encoder_weights is not None
+
     def with_options(self, **changes) -> Segmenter:
         """The same network with other inference options (overlap, flips) or another gate."""
         gate = changes.pop("gate", self.gate)

@@ -272,6 +272,8 @@ def test_every_family_trains_through_the_job_and_serves_masks_with_tile_coverage
         segmenter_min_masked_frames=2,
         segmenter_predraw_band=0.5,  # every frame gets a mask, whatever the untrained classifier says
         segmenter_gate=True,
+        auth=False,  # (the serving half: no credentials to send here)
+        runtime="torch",
     )
     result = train_on_tasks(1, "segmenter", parse_soiling_config(soiling_config), tasks, settings, JobProgress())
     assert result["status"] == "promoted", result

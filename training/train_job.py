@@ -72,9 +72,10 @@ def train_job(project_id: int, kind: str, reason: str = "manual") -> dict:
 
 
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
+    trainer = create_trainer(kind, settings)  # an unknown kind fails before Label Studio is asked
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
-    return train_on_tasks(project_id, kind, tags, tasks, settings, progress, reason)
+    return train_on_tasks(project_id, kind, tags, tasks, settings, progress, reason, trainer)
 
 
 def train_on_tasks(
@@ -85,9 +86,10 @@ def train_on_tasks(
     settings: Settings,
     progress: JobProgress,
     reason: str = "manual",
+    trainer: Trainer | None = None,
 ) -> dict:
     """The pipeline after the export: dataset -> split -> fit -> evaluate -> write -> promote."""
-    trainer = create_trainer(kind, settings)
+    trainer = trainer or create_trainer(kind, settings)
     data = trainer.dataset(tags, tasks, progress)
     if isinstance(data, dict):
         return data

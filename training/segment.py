@@ -160,6 +160,8 @@ def train_segmenter(
         order = rng.permutation(train)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
+            if len(batch) == 1 and len(order) > 1:  # batch norm over pooled features (ASPP) needs two frames
+                continue
             pairs = [augment(image=pixels[i], mask=masks[i]) for i in batch]
             images, targets = mask_aware_cutmix(
                 np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix

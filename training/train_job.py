@@ -108,9 +108,10 @@ def human_only(data: TrainingData, indices: np.ndarray) -> np.ndarray:
 
 
 def run_training(project_id: int, kind: str, settings: Settings, progress: JobProgress, reason: str = "manual") -> dict:
+    trainer = create_trainer(kind, project_id, settings)  # an unknown kind fails before Label Studio is asked
     progress.log(f"training {kind} for project {project_id} ({reason})")
     tags, tasks = export_project(project_id, settings, progress)
-    return train_on_tasks(project_id, kind, tags, tasks, settings, progress, reason)
+    return train_on_tasks(project_id, kind, tags, tasks, settings, progress, reason, trainer)
 
 
 def train_on_tasks(
@@ -121,9 +122,10 @@ def train_on_tasks(
     settings: Settings,
     progress: JobProgress,
     reason: str = "manual",
+    trainer: Trainer | None = None,
 ) -> dict:
     """The pipeline after the export: dataset -> split -> fit -> evaluate -> write -> promote."""
-    trainer = create_trainer(kind, project_id, settings)
+    trainer = trainer or create_trainer(kind, project_id, settings)
     data = trainer.dataset(tags, tasks, progress)
     if isinstance(data, dict):
         return data

@@ -290,3 +290,18 @@ def test_every_family_trains_through_the_job_and_serves_masks_with_tile_coverage
         for region in prediction["result"]:
             if region["type"] == "brushlabels":
                 assert (region["original_width"], region["original_height"]) == (side, side)
+
+
+def test_a_last_batch_of_one_frame_does_not_break_batch_norm_families():
+    pixels, masks = tiny_frames(5)
+    config = SegmenterConfig(
+        arch="DeepLabV3Plus",
+        encoder="tu-test_resnet",
+        encoder_weights=None,
+        image_size=(64, 64),
+        epochs=1,
+        batch_size=2,
+        device="cpu",
+    )  # 3 training frames in batches of 2: the last one alone
+    segmenter = train_segmenter(pixels, masks, np.arange(3), np.arange(3, 5), config, JobProgress())
+    assert segmenter.predict_masks(pixels[:1]).shape == (1, 64, 64)

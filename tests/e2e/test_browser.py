@@ -133,16 +133,26 @@ def train_and_predict(ls_client, backend, tmp_path: Path) -> tuple[int, list[dic
     assert [(job["result"] or {}).get("status") for job in jobs] == ["promoted", "promoted"], jobs
 
     held_tasks = [t["id"] for t in tasks[LABELLED:]]
-    ls_client.retrieve_predictions(project, held_tasks)
-    deadline = time.monotonic() + 120
+    served = httpx.post(
+        f"{backend.url}/setup",
+        json={"project": f"{project}.1", "schema": SOILING_XML},
+        auth=httpx.BasicAuth(*backend.basic_auth),
+    ).json()["model_version"]
+    ls_client.retrieve_predictions(project, held_tasks)  # (the promotions' re-scoring may have written them already)
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        predictions = [p for p in ls_client.predictions(project) if "segmenter-" in p["model_version"]]
-        if {p["task"] for p in predictions} == set(held_tasks):
+        every = ls_client.predictions(project)
+        predictions = [p for p in every if p["model_version"] == served and p["task"] in set(held_tasks)]
+        clustered = all(p.get("cluster") is not None for p in predictions)  # (cluster ids follow the run)
+        if {p["task"] for p in predictions} == set(held_tasks) and clustered:
             break
         time.sleep(1)
-    assert {p["task"] for p in predictions} == set(held_tasks)
-    version = predictions[0]["model_version"]
-    ls_client.update_project(project, model_version=version, sampling="Uncertainty sampling")
+    assert sorted(p["task"] for p in predictions) == sorted(held_tasks), "one prediction of the served version each"
+    assert "segmenter-" in served
+    for older in every:  # the earlier versions' predictions stay as history; here only the served ones remain, so
+        if older["id"] not in {p["id"] for p in predictions}:  # the tab's score column is the served score alone
+            ls_client.request("DELETE", f"/api/predictions/{older['id']}/")
+    ls_client.update_project(project, model_version=served, sampling="Uncertainty sampling")
     return project, predictions
 
 

@@ -104,6 +104,7 @@ def main() -> None:
                 "LENSGUARD_DATA_DIR": str(state / "lensguard"),
                 "LENSGUARD_REDIS_URL": args.redis,
                 "LENSGUARD_ALLOWED_IMAGE_HOSTS": host,
+                "LENSGUARD_ALLOWED_IMAGE_NETWORKS": "127.0.0.1/32",  # the local image server (SSRF guard)
                 "LENSGUARD_PREANNOTATE_CHUNK_SIZE": str(args.chunk_size),
             }
             settings = Settings(_env_file=None, **{k.removeprefix("LENSGUARD_").lower(): v for k, v in env.items()})

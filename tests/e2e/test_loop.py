@@ -70,6 +70,7 @@ def stack(label_studio, ls_pat, images, tmp_path_factory):
     settings = dict(
         redis_url=REDIS_URL,
         allowed_image_hosts=images.host,
+        allowed_image_networks="127.0.0.1/32",  # the image host is on loopback, refused unless allowed (SSRF)
         auto_train_kinds="probe",
         train_debounce_seconds="8",
         train_retries="0",

@@ -43,6 +43,10 @@ def vlm_pseudo_labels(settings: Settings, tasks: list[dict]) -> dict[int, tuple[
     }
 
 
+MIN_CALIBRATION_FRAMES = 20
+MIN_CALIBRATION_PER_CLASS = 5
+
+
 class ClassifierTrainer:
     headline = ("roc_auc", "balanced_accuracy", "accuracy")
 
@@ -91,7 +95,11 @@ class ClassifierTrainer:
     def calibrate(self, model: Classifier, data: TrainingSet, val: np.ndarray) -> CalibratedClassifier:
         """Platt scaling and the threshold (max balanced accuracy, or the target recall) on the inner split."""
         labels, raw = data.labels[val], self.predict(model, data, val)
-        calibration = Calibration.fit(raw, labels)
+        counts = np.bincount(labels, minlength=2)
+        # Platt scaling on a handful of frames flattens every probability towards one value (and every score to
+        # zero): below this size the raw probabilities are kept and only the threshold is chosen.
+        enough = len(labels) >= MIN_CALIBRATION_FRAMES and counts.min() >= MIN_CALIBRATION_PER_CLASS
+        calibration = Calibration.fit(raw, labels) if enough else Calibration()
         target = self.settings.threshold_target_recall
         threshold = best_threshold(labels, calibration.calibrated(raw), target) if len(set(labels)) == 2 else 0.5
         return CalibratedClassifier(model, calibration.with_threshold(threshold))

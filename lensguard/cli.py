@@ -40,7 +40,7 @@ def _up(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from rq import Worker
 
-    from lensguard.worker import HeartbeatWorker
+    from lensguard.worker import MAINTENANCE_INTERVAL, HeartbeatWorker
     from settings import get_settings, open_model_registry
     from training.queue import QUEUE_NAMES, JobSerializer, connect, job_queue
 
@@ -57,7 +57,13 @@ def _worker(args: argparse.Namespace) -> None:
         given = ", ".join(unknown) or "(none given)"
         raise SystemExit(f"--queues: unknown queue(s) {given}; known: {', '.join(QUEUE_NAMES)}")
     queues = [job_queue(connection, name) for name in names]  # in order of priority
-    worker = worker_class(queues, connection=connection, name=args.name, serializer=JobSerializer)
+    worker = worker_class(
+        queues,
+        connection=connection,
+        name=args.name,
+        serializer=JobSerializer,
+        maintenance_interval=MAINTENANCE_INTERVAL,
+    )
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 
 

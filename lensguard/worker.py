@@ -14,6 +14,9 @@ from training.queue import JobSerializer
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats while a job runs
 HEARTBEAT_TTL = 45  # a job whose heartbeat is older than this counts as abandoned
+# RQ's default is 10 minutes. Maintenance is also when an idle worker takes over the scheduler lock that a killed
+# worker held (it expires after about a minute), so debounced training jobs would otherwise wait up to 10 minutes.
+MAINTENANCE_INTERVAL = 30
 
 
 class HeartbeatWorker(SimpleWorker):

@@ -120,7 +120,7 @@ def test_a_job_whose_worker_died_is_failed_and_counted_when_the_api_looks(client
     queue = JobQueue(REDIS_URL, retries=0)
     job_id = queue.enqueue("tests.unit.test_metrics.promoted_job", (), project=3, kind="finetune", reason="test")
     queue.queue.remove(job_id)
-    job = Job.fetch(job_id, connection=queue.connection)
+    job = Job.fetch(job_id, connection=queue.connection, serializer=JobSerializer)
     job.started_at = datetime.now(UTC) - timedelta(seconds=90)
     job.set_status(JobStatus.STARTED)
     job.save()

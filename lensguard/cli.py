@@ -40,7 +40,7 @@ def _up(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     from rq import Worker
 
-    from lensguard.worker import MAINTENANCE_INTERVAL, HeartbeatWorker
+    from lensguard.worker import MAINTENANCE_INTERVAL, WORKER_TTL, HeartbeatWorker
     from settings import get_settings, open_model_registry
     from training.queue import QUEUE_NAMES, JobSerializer, connect, job_queue
 
@@ -63,6 +63,7 @@ def _worker(args: argparse.Namespace) -> None:
         name=args.name,
         serializer=JobSerializer,
         maintenance_interval=MAINTENANCE_INTERVAL,
+        worker_ttl=WORKER_TTL,
     )
     worker.work(with_scheduler=True, burst=args.burst, logging_level="INFO")
 

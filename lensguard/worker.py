@@ -14,9 +14,11 @@ from training.queue import JobSerializer
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats while a job runs
 HEARTBEAT_TTL = 45  # a job whose heartbeat is older than this counts as abandoned
-# RQ's default is 10 minutes. Maintenance is also when an idle worker takes over the scheduler lock that a killed
-# worker held (it expires after about a minute), so debounced training jobs would otherwise wait up to 10 minutes.
+# Maintenance is when an idle worker takes over the scheduler lock that a killed worker held (it expires after about
+# a minute). RQ runs it every 10 minutes, and an idle worker only between blocking waits of its TTL minus 15 s (405 s
+# by default), so debounced training jobs could wait 10 minutes for a scheduler; here it runs every 30 s.
 MAINTENANCE_INTERVAL = 30
+WORKER_TTL = MAINTENANCE_INTERVAL + 15
 
 
 class HeartbeatWorker(SimpleWorker):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
@@ -18,6 +19,7 @@ from lensguard.launcher import (
     personal_access_token,
     start_backend,
     start_label_studio,
+    start_worker,
     stop,
     wait_healthy,
 )
@@ -120,3 +122,34 @@ def launch_backend(label_studio: LabelStudioLogin, pat: str, root: Path, **setti
 def backend(label_studio, ls_pat, tmp_path_factory) -> Iterator[RunningBackend]:
     with launch_backend(label_studio, ls_pat, tmp_path_factory.mktemp("backend")) as running:
         yield running
+
+
+@dataclass
+class RunningStack:
+    backend: RunningBackend
+    root: Path
+    workers: dict  # name -> its process (`{name}.log`); a test may replace one, the stack stops what is there
+
+
+@contextmanager
+def launch_stack(
+    label_studio: LabelStudioLogin,
+    pat: str,
+    root: Path,
+    redis_db_url: str,
+    workers: dict[str, str | None] | None = None,
+    worker_env: dict[str, str] | None = None,
+    **settings: str,
+) -> Iterator[RunningStack]:
+    """A flushed Redis database, the backend and its workers (name -> queues, None for all; one by default)."""
+    redis.Redis.from_url(redis_db_url).flushdb()
+    with launch_backend(label_studio, pat, root, redis_url=redis_db_url, **settings) as backend:
+        env = {**backend.env, **(worker_env or {})}
+        running = RunningStack(backend, root, {})
+        try:
+            for name, queues in (workers or {"worker": None}).items():
+                running.workers[name] = start_worker(env, root / f"{name}.log", queues=queues)
+            yield running
+        finally:
+            for process in running.workers.values():
+                stop(process)

@@ -12,10 +12,9 @@ from collections import Counter
 
 import httpx
 import pytest
-import redis
 
-from lensguard.launcher import REPO_ROOT, start_worker, stop
-from tests.e2e.conftest import launch_backend
+from lensguard.launcher import REPO_ROOT
+from tests.e2e.conftest import launch_stack
 from tests.services import redis_url
 from training.synthetic import make_frames
 
@@ -26,21 +25,14 @@ FRAMES = 200
 
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    root = tmp_path_factory.mktemp("active-learning")
     settings = dict(
-        redis_url=REDIS_URL,
         train_debounce_seconds="10",
         preannotate_chunk_size="10",
         train_min_new_annotations="100000",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        workers = [start_worker(backend.env, root / f"worker{i}.log") for i in range(2)]
-        try:
-            yield backend, workers
-        finally:
-            for worker in workers:
-                stop(worker)
+    root = tmp_path_factory.mktemp("active-learning")
+    with launch_stack(label_studio, ls_pat, root, REDIS_URL, {"worker0": None, "worker1": None}, **settings) as running:
+        yield running.backend, list(running.workers.values())
 
 
 def get(backend, path: str) -> dict:

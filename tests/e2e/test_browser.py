@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 from playwright.sync_api import Browser, Page, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from labelstudio.brush import rle_to_mask
-from lensguard.launcher import REPO_ROOT, start_worker, stop
-from tests.e2e.conftest import launch_backend
+from lensguard.launcher import REPO_ROOT
+from tests.e2e.conftest import launch_stack
 from tests.e2e.test_segmentation import HEIGHT, WIDTH, annotation, frames
 from tests.services import redis_url
 from training.queue import JobQueue
@@ -72,10 +71,7 @@ BRUSH_PIXELS_JS = """([width, height]) => {
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, tmp_path_factory):
     """Backend and worker; the annotator's submission is the annotation that reaches the training threshold."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    root = tmp_path_factory.mktemp("browser")
     settings = dict(
-        redis_url=REDIS_URL,
         auto_train_kinds="probe",
         train_min_new_annotations=str(LABELLED + 1),
         train_debounce_seconds="1",
@@ -91,12 +87,8 @@ def stack(label_studio, ls_pat, tmp_path_factory):
         segmenter_lr="0.003",
         segmenter_min_masked_frames="4",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        worker = start_worker(backend.env, root / "worker.log")
-        try:
-            yield backend
-        finally:
-            stop(worker)
+    with launch_stack(label_studio, ls_pat, tmp_path_factory.mktemp("browser"), REDIS_URL, **settings) as running:
+        yield running.backend
 
 
 @pytest.fixture(scope="module")

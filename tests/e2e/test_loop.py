@@ -16,11 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import redis
 
-from lensguard.launcher import REPO_ROOT, start_worker, stop
+from lensguard.launcher import REPO_ROOT, start_worker
 from models.clusters import group_cluster
-from tests.e2e.conftest import launch_backend
+from tests.e2e.conftest import launch_stack
 from tests.services import redis_url
 from training.synthetic import make_frames
 
@@ -65,10 +64,8 @@ def images():
 
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, images, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     root = tmp_path_factory.mktemp("loop")
     settings = dict(
-        redis_url=REDIS_URL,
         allowed_image_hosts=images.host,
         allowed_image_networks="127.0.0.1/32",  # the image host is on loopback, refused unless allowed (SSRF)
         auto_train_kinds="probe",
@@ -76,16 +73,9 @@ def stack(label_studio, ls_pat, images, tmp_path_factory):
         train_retries="0",
         preannotate_chunk_size="5",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        workers = {  # what `lensguard up` starts on two cores
-            "preannotate": start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate,clusters"),
-            "both": start_worker(backend.env, root / "worker.log"),
-        }
-        try:
-            yield backend, root, workers
-        finally:
-            for worker in workers.values():
-                stop(worker)
+    workers = {"worker-preannotate": "preannotate,clusters", "worker": None}  # what `lensguard up` starts on two cores
+    with launch_stack(label_studio, ls_pat, root, REDIS_URL, workers, **settings) as running:
+        yield running.backend, root, running.workers
 
 
 def api(backend, path: str) -> dict:
@@ -235,9 +225,11 @@ def test_a_worker_killed_during_rescoring_loses_and_duplicates_nothing(ls_client
     while not (runs := rescore_runs(backend, project)) or runs[0]["progress"]["done"] < 30:
         assert time.monotonic() < deadline, runs
         time.sleep(0.2)
-    os.killpg(workers["preannotate"].pid, signal.SIGKILL)  # a machine dies mid-run
-    workers["preannotate"].wait(10)
-    workers["preannotate"] = start_worker(backend.env, root / "worker-preannotate.log", queues="preannotate,clusters")
+    os.killpg(workers["worker-preannotate"].pid, signal.SIGKILL)  # a machine dies mid-run
+    workers["worker-preannotate"].wait(10)
+    workers["worker-preannotate"] = start_worker(
+        backend.env, root / "worker-preannotate.log", queues="preannotate,clusters"
+    )
 
     run = wait_for_loop_to_settle(backend, project, timeout=400)  # polling /jobs requeues the abandoned chunk
     assert run["result"]["version"] == version and run["result"]["failed"] == 0

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from lensguard.launcher import REPO_ROOT, start_worker, stop
-from tests.e2e.conftest import launch_backend
+from tests.e2e.conftest import launch_stack
 from tests.services import redis_url
 from training.queue import TRAIN_FUNCTION, JobQueue
 from training.synthetic import make_frames
@@ -30,10 +29,7 @@ def choice(label: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    root = tmp_path_factory.mktemp("retraining")
     settings = dict(
-        redis_url=REDIS_URL,
         train_min_new_annotations="4",
         train_debounce_seconds="4",
         train_retries="0",
@@ -45,12 +41,9 @@ def stack(label_studio, ls_pat, tmp_path_factory):
         finetune_patience="1000",
         finetune_batch_size="4",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        processes = {"worker": start_worker(backend.env, root / "worker.log")}
-        try:
-            yield backend, root, processes
-        finally:
-            stop(processes["worker"])  # the test may have replaced the first one
+    root = tmp_path_factory.mktemp("retraining")
+    with launch_stack(label_studio, ls_pat, root, REDIS_URL, **settings) as running:
+        yield running.backend, root, running.workers  # a test may replace the worker
 
 
 def api(backend, path: str, **kwargs) -> httpx.Response:

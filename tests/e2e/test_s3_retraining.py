@@ -8,10 +8,8 @@ import time
 import fsspec
 import httpx
 import pytest
-import redis
 
-from lensguard.launcher import start_worker, stop
-from tests.e2e.conftest import launch_backend
+from tests.e2e.conftest import launch_stack
 from tests.e2e.test_retraining import SOILING_XML, choice, is_dirty, jobs_for, project_with_frames, wait_job_end
 from tests.s3_server import s3_server, storage_options
 from tests.services import redis_url
@@ -22,12 +20,10 @@ BUCKET = "lensguard-e2e"
 
 @pytest.fixture(scope="module")
 def s3_stack(label_studio, ls_pat, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     root = tmp_path_factory.mktemp("s3-retraining")
     with s3_server() as endpoint:
         fsspec.filesystem("s3", **storage_options(endpoint)).mkdir(BUCKET)
         settings = dict(
-            redis_url=REDIS_URL,
             train_min_new_annotations="4",
             train_debounce_seconds="4",
             train_retries="0",
@@ -38,13 +34,9 @@ def s3_stack(label_studio, ls_pat, tmp_path_factory):
             s3_secret_access_key="testing",
             model_poll_seconds="1",
         )
-        with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-            worker_env = {**backend.env, "LENSGUARD_DATA_DIR": str(root / "worker")}  # a machine of its own
-            worker = start_worker(worker_env, root / "worker.log")
-            try:
-                yield backend, endpoint
-            finally:
-                stop(worker)
+        worker_env = {"LENSGUARD_DATA_DIR": str(root / "worker")}  # a machine of its own
+        with launch_stack(label_studio, ls_pat, root, REDIS_URL, worker_env=worker_env, **settings) as running:
+            yield running.backend, endpoint
 
 
 def test_a_version_trained_on_another_machine_reaches_the_backend_through_s3(ls_client, s3_stack, tmp_path):

@@ -7,11 +7,10 @@ import time
 import httpx
 import numpy as np
 import pytest
-import redis
 
 from labelstudio.brush import mask_to_rle, rle_to_mask
-from lensguard.launcher import REPO_ROOT, start_worker, stop
-from tests.e2e.conftest import launch_backend
+from lensguard.launcher import REPO_ROOT
+from tests.e2e.conftest import launch_stack
 from tests.services import redis_url
 from training.synthetic import SoiledFrame, add_soiling, synthetic_scene
 
@@ -22,10 +21,7 @@ WIDTH, HEIGHT = 256, 128
 
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    root = tmp_path_factory.mktemp("segmentation")
     settings = dict(
-        redis_url=REDIS_URL,
         auto_train_kinds="probe,segmenter",
         train_min_new_annotations="100000",
         preannotate_on_import="false",
@@ -39,12 +35,8 @@ def stack(label_studio, ls_pat, tmp_path_factory):
         segmenter_min_masked_frames="6",
         combine="classifier",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        worker = start_worker(backend.env, root / "worker.log")
-        try:
-            yield backend
-        finally:
-            stop(worker)
+    with launch_stack(label_studio, ls_pat, tmp_path_factory.mktemp("segmentation"), REDIS_URL, **settings) as running:
+        yield running.backend
 
 
 def frames(count: int, dirty: bool, seed: int) -> list[SoiledFrame]:

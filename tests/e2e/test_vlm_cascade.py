@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from lensguard.launcher import REPO_ROOT, start_worker, stop
-from tests.e2e.conftest import launch_backend
+from lensguard.launcher import REPO_ROOT
+from tests.e2e.conftest import launch_stack
 from tests.services import redis_url
 from tests.tiny_vlm import SMALL_FRAME_PIXELS, save_tiny_vlm
 from training.synthetic import make_frames
@@ -33,10 +32,8 @@ FRAMES = 6
 
 @pytest.fixture(scope="module")
 def stack(label_studio, ls_pat, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     root = tmp_path_factory.mktemp("vlm-cascade")
     settings = dict(
-        redis_url=REDIS_URL,
         preannotate_chunk_size="4",
         train_min_new_annotations="100000",
         vlm_model=save_tiny_vlm("qwen2-vl", root / "tiny-qwen2-vl"),
@@ -46,12 +43,8 @@ def stack(label_studio, ls_pat, tmp_path_factory):
         vlm_band_low="0",
         vlm_band_high="1",
     )
-    with launch_backend(label_studio, ls_pat, root, **settings) as backend:
-        worker = start_worker(backend.env, root / "worker.log")
-        try:
-            yield backend
-        finally:
-            stop(worker)
+    with launch_stack(label_studio, ls_pat, root, REDIS_URL, **settings) as running:
+        yield running.backend
 
 
 def get(backend, path: str) -> dict:

@@ -7,6 +7,8 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
+import redis
+
 from labelstudio.client import LabelStudioClient
 from labelstudio.images import ImageFetcher
 from labelstudio.tokens import LabelStudioAuth
@@ -27,6 +29,7 @@ from models.zero_shot import (
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
 from serving.service import PredictionService
 from serving.vlm import VlmCascade
+from serving.vlm_budget import SharedHourlyBudget
 from settings import Settings, cascade_config, config_for, open_model_registry, vlm_config
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,9 @@ def build_vlm_cascade(settings: Settings, warnings: list[str]) -> VlmCascade | N
     if explainer.loaded.random_weights:
         warnings.append(f"the VLM {config.model} has RANDOM weights: its explanations are meaningless")
     log.info("%s; cascade %s", status, cascade.version)
-    return VlmCascade(explainer, cascade, settings.vlm_predict_budget_seconds, config.max_image_pixels)
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    hourly = SharedHourlyBudget(connection, cascade.max_per_hour)  # one cap for every process of the deployment
+    return VlmCascade(explainer, cascade, settings.vlm_predict_budget_seconds, config.max_image_pixels, hourly)
 
 
 def build_serving(settings: Settings) -> Serving:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from models.cascade import CascadeConfig, CascadePolicy, combine_with_vlm
+from models.cascade import CascadeConfig, CascadePolicy, HourlyBudget, combine_with_vlm
 from models.frames import ImageDecodeError, decode_image, image_size
 from models.verdict import Verdict
 from models.vlm import VlmAnswer, VlmExplainer
@@ -36,10 +36,17 @@ def vlm_frame(data: bytes, max_pixels: int, limit: int) -> np.ndarray:
 
 
 class VlmCascade:
-    def __init__(self, explainer: VlmExplainer, config: CascadeConfig, budget_seconds: float, max_pixels: int):
+    def __init__(
+        self,
+        explainer: VlmExplainer,
+        config: CascadeConfig,
+        budget_seconds: float,
+        max_pixels: int,
+        hourly: HourlyBudget | None = None,
+    ):
         self.explainer = explainer
         self.config = config
-        self.policy = CascadePolicy(config)
+        self.policy = CascadePolicy(config, hourly)
         self.budget_seconds = budget_seconds
         self.max_pixels = max_pixels
         self.counters: Counter[str] = Counter()

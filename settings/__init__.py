@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     vlm_band_high: float = 1.0
     vlm_rule: VlmRule = VlmRule.OVERRIDE  # override | average | vote
     vlm_max_per_batch: int = 8  # frames of one /predict request
-    vlm_max_per_hour: int = 600  # frames per process and sliding hour
+    vlm_max_per_hour: int = 600  # frames per sliding hour, all processes together (kept in Redis)
     vlm_predict_budget_seconds: float = 2.0  # /predict waits this long for the VLM, then answers with CLIP alone
     vlm_preannotate: bool = True  # batch pre-annotation queues VLM jobs for the band frames of each chunk
     vlm_pseudo_labels: bool = False  # retraining takes the VLM's confident verdicts as weighted pseudo-labels

@@ -16,6 +16,11 @@ class PixelModel:
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
+    @property
+    def normalisation(self) -> tuple[list[float], list[float]]:
+        """(mean, std) per channel, for pixels scaled to [0, 1]."""
+        return self._mean.view(3).tolist(), self._std.view(3).tolist()
+
     def to_tensor(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 NxHxWx3 -> normalised float NCHW on the model's device."""
         x = torch.as_tensor(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)

@@ -33,5 +33,5 @@ def weights_digest(module: torch.nn.Module) -> str:
     for name, tensor in module.state_dict().items():
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(data.shape)}:{data.dtype};".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")  # 0-dim too
     return digest.hexdigest()

@@ -14,7 +14,7 @@ from labelstudio.images import ImageFetcher
 from labelstudio.tokens import LabelStudioAuth
 from models.active_models import ActiveModels
 from models.calibration import CalibratedClassifier
-from models.classifier.on_runtime import on_runtime
+from models.classifier.on_runtime import on_runtime as classifier_on_runtime
 from models.classifier.timm_classifier import TimmClassifier
 from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
@@ -22,6 +22,8 @@ from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion
 from models.runtimes import FidelityError, FidelityFloors, RuntimeUnavailableError
 from models.runtimes.factory import REFERENCE
+from models.segmenter import Segmenter
+from models.segmenter.on_runtime import on_runtime as segmenter_on_runtime
 from models.vlm import serving_vlm
 from models.zero_shot import (
     PromptSetError,
@@ -99,16 +101,20 @@ def build_vlm_cascade(settings: Settings, warnings: list[str]) -> VlmCascade | N
     return VlmCascade(explainer, cascade, settings.vlm_predict_budget_seconds, config.max_image_pixels, hourly)
 
 
-def classifier_on_runtime(model, version: ModelVersion, runtime: str, settings: Settings):
-    """A fine-tuned classifier on the image encoder's runtime when it passes the same fidelity floors; PyTorch
-    serves it otherwise (with the reason in the log)."""
+RUNTIME_VARIANTS = {TimmClassifier: classifier_on_runtime, Segmenter: segmenter_on_runtime}
+
+
+def model_on_runtime(model, version: ModelVersion, runtime: str, settings: Settings):
+    """A fine-tuned classifier or a segmenter on the image encoder's runtime when it passes the same fidelity
+    floors; PyTorch serves it otherwise (with the reason in the log)."""
     inner = model.classifier if isinstance(model, CalibratedClassifier) else model
-    if runtime == REFERENCE or not isinstance(inner, TimmClassifier):
+    variant = RUNTIME_VARIANTS.get(type(inner))
+    if runtime == REFERENCE or variant is None:
         return model
     floors = FidelityFloors(settings.runtime_min_cosine, settings.runtime_min_agreement)
     name = f"project{version.project}-{version.kind}"  # a newer version's export replaces the older one's
     try:
-        fast = on_runtime(inner, runtime, settings.runtime_path, name, floors)
+        fast = variant(inner, runtime, settings.runtime_path, name, floors)
     except (FidelityError, RuntimeUnavailableError) as exc:
         log.warning("%s served by PyTorch: %s", version.name, exc)
         return model
@@ -156,14 +162,14 @@ def build_serving(settings: Settings) -> Serving:
             read_at[project] = (time.monotonic(), kind)
         return kind
 
-    def load_classifier(version: ModelVersion):
-        return classifier_on_runtime(load_version(version, settings.device), version, scorer.runtime.runtime, settings)
+    def load_model(version: ModelVersion):
+        return model_on_runtime(load_version(version, settings.device), version, scorer.runtime.runtime, settings)
 
-    classifiers = ActiveModels(registry, settings.serve_kinds, load_classifier, same_encoder, best_kind)
+    classifiers = ActiveModels(registry, settings.serve_kinds, load_model, same_encoder, best_kind)
     prompt_sets = ActiveModels(
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )
-    segmenters = ActiveModels(registry, ["segmenter"], lambda v: load_version(v, settings.device))
+    segmenters = ActiveModels(registry, ["segmenter"], load_model)
     vlm = build_vlm_cascade(settings, serving.warnings)
     serving.service = PredictionService(
         pipeline,

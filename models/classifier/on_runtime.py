@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from models.classifier.timm_classifier import TimmClassifier
-from models.runtimes import EncoderSource, FidelityFloors, RuntimeUnavailableError, create_encoder
+from models.runtimes import EncoderSource, FidelityFloors, RuntimeUnavailableError
 from models.runtimes.base import ImageEncoder
+from models.runtimes.factory import exported
 from models.runtimes.fidelity import Fidelity, enforce, fidelity_frames, measure_fidelity
 from models.runtimes.torch_encoder import TorchEncoder
 from models.runtimes.tower import PixelTower
@@ -92,7 +93,7 @@ def on_runtime(
     head = head_of(classifier)
     if np.abs(sigmoid(head_logits(head, reference)) - classifier.predict_proba(list(frames))).max() > SPLIT_TOLERANCE:
         raise RuntimeUnavailableError(f"{classifier.arch}: its head does not split off the backbone; torch serves it")
-    encoder = create_encoder(runtime, EncoderSource(tower, name, size, torch.device("cpu"), cache_root))
+    encoder = exported(runtime, EncoderSource(tower, name, size, torch.device("cpu"), cache_root), classifier.arch)
     fidelity = measure_fidelity(reference, encoder.encode(frames), lambda f: head_logits(head, f) >= 0)
     enforce(runtime, fidelity, floors)
     return RuntimeClassifier(classifier, encoder, fidelity)

@@ -89,3 +89,14 @@ def create_encoder(runtime: str, source: EncoderSource) -> ImageEncoder:
         return RUNTIMES[runtime](source)
     except ImportError as exc:
         raise RuntimeUnavailableError(f"runtime {runtime!r} is not installed: {exc}") from exc
+
+
+def exported(runtime: str, source: EncoderSource, what: str) -> ImageEncoder:
+    """`create_encoder` for a network that may not export (an operator ONNX lacks): RuntimeUnavailableError
+    saying so, for the caller to serve it with PyTorch."""
+    try:
+        return create_encoder(runtime, source)
+    except (RuntimeUnavailableError, ValueError):
+        raise
+    except Exception as exc:  # torch.onnx and the runtimes raise many kinds of errors
+        raise RuntimeUnavailableError(f"{what} does not run on {runtime}: {type(exc).__name__}: {exc}") from exc

@@ -99,6 +99,10 @@ class Segmenter(PixelModel):
         gate = changes.pop("gate", self.gate)
         return Segmenter(self.model, replace(self.spec, **changes), self.device, self.weights, gate)
 
+    def _input(self, pixels: np.ndarray) -> torch.Tensor:
+        """What `_probabilities` reads, cut into windows and flipped: normalised NCHW on the model's device."""
+        return self.to_tensor(pixels)
+
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             return self.model(x).float().softmax(dim=1)
@@ -109,7 +113,7 @@ class Segmenter(PixelModel):
         self.model.eval()
         out = []
         for start in range(0, len(pixels), batch_size):
-            x = self.to_tensor(np.stack(pixels[start : start + batch_size]))
+            x = self._input(np.stack(pixels[start : start + batch_size]))
 
             def windows(frames: torch.Tensor) -> torch.Tensor:
                 return blended_windows(self._probabilities, frames, self.window, self.spec.overlap)

@@ -12,7 +12,7 @@ from models.classifier.timm_classifier import TimmClassifier
 from models.registry import ModelVersion
 from models.runtimes import FidelityError, FidelityFloors
 from models.runtimes.fidelity import fidelity_frames
-from serving.components import classifier_on_runtime
+from serving.components import model_on_runtime
 from settings import Settings
 
 SIZE = 64
@@ -55,9 +55,9 @@ def test_serving_keeps_calibration_and_falls_back_to_pytorch_below_the_floors(cl
     version = ModelVersion("7", "finetune", "finetune-abc", tmp_path)
     calibrated = CalibratedClassifier(classifier, Calibration(slope=2.0, intercept=-0.5))
     settings = Settings(data_dir=tmp_path)
-    served = classifier_on_runtime(calibrated, version, "openvino", settings)
+    served = model_on_runtime(calibrated, version, "openvino", settings)
     assert isinstance(served, CalibratedClassifier) and isinstance(served.classifier, RuntimeClassifier)
     np.testing.assert_allclose(served.predict_proba(frames()), calibrated.predict_proba(frames()), atol=1e-4)
-    assert classifier_on_runtime(calibrated, version, "torch", settings) is calibrated
+    assert model_on_runtime(calibrated, version, "torch", settings) is calibrated
     strict = Settings(data_dir=tmp_path, runtime_min_cosine=1.01)
-    assert classifier_on_runtime(calibrated, version, "openvino", strict) is calibrated
+    assert model_on_runtime(calibrated, version, "openvino", strict) is calibrated

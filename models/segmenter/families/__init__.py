@@ -14,7 +14,7 @@ from torch import nn
 
 from models.segmenter.families import mask2former, smp_archs, tile_head
 from models.segmenter.spec import SegmenterSpec
-from models.zero_shot.loading import WeightsUnavailableError
+from models.weights import pretrained_or_random
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,11 @@ def build_network(
     wanted = spec.encoder_weights if weights == "spec" else weights
     if wanted is None:
         return builder(spec, None, network_config), "random"
-    try:
-        return builder(spec, wanted, network_config), wanted
-    except (OSError, KeyError, ValueError) as exc:  # hub/cache misses are OSErrors; unknown weight tags Key/Value
-        if not spec.allow_random_weights:
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise WeightsUnavailableError(
-                f"segmenter weights {wanted!r} for {name}/{spec.encoder} are not available ({reason}); set "
-                "LENSGUARD_SEGMENTER_ENCODER_WEIGHTS=none to train from random initialisation, point "
-                "LENSGUARD_SEGMENTER_ENCODER at a local checkpoint, or set LENSGUARD_ALLOW_RANDOM_WEIGHTS=true"
-            ) from None
-        log.warning("segmenter weights %r for %s/%s unavailable (%s): random init", wanted, name, spec.encoder, exc)
-        return builder(spec, None, network_config), "random"
+    network, fell_back = pretrained_or_random(
+        lambda pretrained: builder(spec, wanted if pretrained else None, network_config),
+        f"the segmenter {name}/{spec.encoder} ({wanted!r})",
+        "set LENSGUARD_SEGMENTER_ENCODER_WEIGHTS=none to train from random initialisation or point "
+        "LENSGUARD_SEGMENTER_ENCODER at a local checkpoint",
+        spec.allow_random_weights,
+    )
+    return network, "random" if fell_back else wanted

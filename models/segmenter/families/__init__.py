@@ -6,7 +6,6 @@ at the input size, so training, tiling, test-time flips and serving treat all fa
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -15,8 +14,6 @@ from torch import nn
 from models.segmenter.families import mask2former, smp_archs, tile_head
 from models.segmenter.spec import SegmenterSpec
 from models.weights import pretrained_or_random
-
-log = logging.getLogger(__name__)
 
 Builder = Callable[[SegmenterSpec, str | None, dict | None], nn.Module]
 

@@ -89,7 +89,9 @@ def test_brush_masks_train_a_segmenter_that_predicts_brush_regions(ls_client, st
     auth = httpx.BasicAuth(*backend.basic_auth)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        jobs = [j for j in httpx.get(f"{backend.url}/jobs", auth=auth).json()["jobs"] if j["project"] == str(project)]
+        listed = httpx.get(f"{backend.url}/jobs", auth=auth).json()["jobs"]
+        # (each promotion also queues a re-scoring job: wait for the two training jobs only)
+        jobs = [j for j in listed if j["project"] == str(project) and j["kind"] in ("probe", "segmenter")]
         if len(jobs) == 2 and all(j["status"] in ("finished", "failed") for j in jobs):
             break
         time.sleep(2)

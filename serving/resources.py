@@ -65,20 +65,21 @@ class ProcessResources:
         if self._pid != os.getpid():
             self._pid, self._fetchers, self._caches = os.getpid(), {}, {}
 
-    def _one(self, store: dict, key: Hashable, create: Callable[[], Resource], closed: Callable) -> Resource:
+    def _one(self, kind: str, key: Hashable, create: Callable[[], Resource], closed: Callable) -> Resource:
         with self._lock:
             self._forked()
+            store = getattr(self, kind)
             found = store.get(key)
             if found is None or closed(found):
                 found = store[key] = create()
             return found
 
     def fetcher(self, settings: Settings) -> ImageFetcher:
-        return self._one(self._fetchers, fetcher_key(settings), lambda: new_fetcher(settings), lambda f: f.closed)
+        return self._one("_fetchers", fetcher_key(settings), lambda: new_fetcher(settings), lambda f: f.closed)
 
     def embedding_cache(self, settings: Settings) -> EmbeddingCache:
         path = Path(settings.embedding_cache_path).resolve()
-        return self._one(self._caches, path, lambda: EmbeddingCache(path), lambda c: c.closed)
+        return self._one("_caches", path, lambda: EmbeddingCache(path), lambda c: c.closed)
 
     def close(self) -> None:
         """Close everything this process opened (at exit; a later call opens fresh ones)."""

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     finetune_mixup: float = 0.0  # timm Mixup: mixup alpha (0: off)
     finetune_cutmix: float = 0.0  # timm Mixup: cutmix alpha (0: off)
     finetune_label_smoothing: float = 0.1  # with mixup or cutmix
+    frame_cache_max_gb: float = 20.0  # per project: least recently used decoded frames removed beyond this
     finetune_loader_workers: int = 2  # DataLoader processes decoding and augmenting frames (0: in the job's own)
 
     # Segmenter (segmentation-models-pytorch) and tile coverage

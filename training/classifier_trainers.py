@@ -12,7 +12,6 @@ import numpy as np
 from labelstudio.label_config import SoilingTags
 from models.calibration import CalibratedClassifier, Calibration
 from models.classifier import Classifier, LinearProbe
-from models.frame_cache import FrameCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion, Registry
@@ -24,6 +23,7 @@ from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EvalSplit
 from training.finetune import finetune, finetune_config
+from training.frames import project_frame_cache, trim_frame_cache
 from training.loader import Picked
 from training.locks import project_lock
 from training.metrics import best_threshold, binary_metrics, metric_value, save_report_plot
@@ -73,6 +73,7 @@ class ClassifierTrainer:
         pipeline = SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
         pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None
         pixel_size = settings.finetune_image_size if self._needs_pixels() else None
+        cache = project_frame_cache(settings, self.project_id)
         vlm_pseudo = vlm_pseudo_labels(settings, tasks) if settings.vlm_pseudo_labels else None
         data = build_training_set(
             tasks,
@@ -83,8 +84,10 @@ class ClassifierTrainer:
             pseudo,
             pixel_size,
             vlm_pseudo_labels=vlm_pseudo,
-            frame_cache=FrameCache(settings.frame_cache_path(self.project_id)),
+            frame_cache=cache,
         )
+        if data.pixels is not None:
+            trim_frame_cache(cache, data.pixels.paths, settings)
         labels = data.labels
         data.summary |= {"labelled": len(labels), "dirty": int(labels.sum()), "clean": int((1 - labels).sum())}
         progress.log(f"dataset: {data.summary}")

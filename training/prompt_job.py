@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from rq import get_current_job
 
-from models.frame_cache import FrameCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion, version_name
@@ -22,6 +21,7 @@ from settings import Settings, get_settings, open_model_registry
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EVAL_SET_FILE
 from training.export import export_project
+from training.frames import project_frame_cache
 from training.grouping import SplitError, grouped_split
 from training.loader import Picked
 from training.metrics import binary_metrics
@@ -106,7 +106,7 @@ def run_prompt_eval(
             progress,
             pixel_size=pixel_size,
             thumbnail_size=128 if index == 0 else None,
-            frame_cache=FrameCache(settings.frame_cache_path(project_id)),
+            frame_cache=project_frame_cache(settings, project_id),
         )
         per_model.append((spec, scorer, data))
 

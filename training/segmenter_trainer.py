@@ -14,13 +14,13 @@ from PIL import Image
 from labelstudio.label_config import SoilingTags
 from labelstudio.masks import frame_mask
 from labelstudio.tasks import latest_result
-from models.frame_cache import CachedArrays, FrameCache
+from models.frame_cache import CachedArrays
 from models.frames import ImageDecodeError, image_size, resize_frame, resize_mask
 from models.registry import ModelVersion, Registry
 from models.segmenter import NUM_CLASSES, Segmenter
 from serving.components import build_fetcher
 from settings import Settings
-from training.frames import fetch_in_chunks, task_image
+from training.frames import fetch_in_chunks, project_frame_cache, task_image, trim_frame_cache
 from training.grouping import assign_groups, dhash
 from training.loader import Joined, in_chunks
 from training.progress import JobProgress
@@ -93,7 +93,7 @@ class SegmenterTrainer:
             }
 
         size = self.config.image_size
-        cache = FrameCache(self.settings.frame_cache_path(self.project_id))
+        cache = project_frame_cache(self.settings, self.project_id)
         frames, masks, kept, hashes = [], [], [], []
         progress.stage("fetching masked frames", total=len(usable))
         fetcher = build_fetcher(self.settings)
@@ -119,6 +119,7 @@ class SegmenterTrainer:
                 kept.append(task)
                 hashes.append(dhash(image))
         summary["skipped"] = len(problems)
+        trim_frame_cache(cache, frames + masks, self.settings)
         return MaskedFrames(CachedArrays(frames), CachedArrays(masks), kept, assign_groups(kept, hashes), summary)
 
     def fit(self, data: MaskedFrames, train: np.ndarray, val: np.ndarray, progress: JobProgress) -> Segmenter:

@@ -130,15 +130,16 @@ def build_training_set(
             if isinstance(vector, Exception):
                 failures.append(f"task {example.task.get('id')}: {vector}")
                 continue
-            try:
-                if pixel_size:
-                    pixels.append(frame_cache.frame(data, (pixel_size, pixel_size), pipeline.max_pixels))
-                if thumbnail_size:
-                    thumbnails.append(thumbnail(data, thumbnail_size, pipeline.max_pixels))
-                hashes.append(dhash(data))
+            try:  # all or nothing per frame, so that the lists stay aligned
+                path = frame_cache.frame(data, (pixel_size, pixel_size), pipeline.max_pixels) if pixel_size else None
+                small = thumbnail(data, thumbnail_size, pipeline.max_pixels) if thumbnail_size else None
+                digest = dhash(data)
             except (ImageDecodeError, OSError) as exc:
                 failures.append(f"task {example.task.get('id')}: {exc}")
                 continue
+            pixels.append(path)
+            thumbnails.append(small)
+            hashes.append(digest)
             kept.append(example)
             vectors.append(vector)
     if not kept:

@@ -7,6 +7,7 @@ import os
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -16,7 +17,7 @@ from models.frame_cache import CachedArrays, FrameCache
 from models.pipeline import SoilingPipeline
 from settings import Settings
 from tests.unit.test_vlm_pseudo_labels import annotated
-from training.dataset import build_training_set
+from training.dataset import EmbeddingRows, build_training_set
 from training.finetune import FinetuneConfig, finetune
 from training.loader import EpochBatches, Joined, Picked, make_loader, stop_workers
 from training.progress import JobProgress
@@ -175,3 +176,21 @@ def test_train_segmenter_reads_the_same_with_and_without_workers():
 
 def array_hash_of(i: int) -> str:
     return f"{i:02d}" * 32
+
+
+def test_embeddings_are_written_into_a_memory_map_and_pixels_need_a_frame_cache(file_server, tiny_clip, soiling_config):
+    rows = EmbeddingRows(capacity=5)
+    for i in range(3):
+        rows.append(np.full(4, i, np.float32))
+    matrix = rows.matrix()
+    assert isinstance(matrix, np.memmap) and matrix.shape == (3, 4) and matrix[:, 0].tolist() == [0, 1, 2]
+    assert EmbeddingRows(0).matrix().shape == (0, 0)
+    with pytest.raises(ValueError, match="frame cache"):
+        build_training_set(
+            [annotated(0, "clean")],
+            parse_soiling_config(soiling_config),
+            SoilingPipeline(tiny_clip, None),
+            ImageFetcher(file_server.url, None),
+            JobProgress(),
+            pixel_size=32,
+        )

@@ -25,6 +25,12 @@ class HeartbeatWorker(SimpleWorker):
     def __init__(self, *args, serializer=JobSerializer, **kwargs):
         super().__init__(*args, serializer=serializer, **kwargs)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker wakes at least every maintenance interval (RQ's default blocks about 7 minutes, so the
+        maintenance that takes over a killed worker's scheduler lock never ran while idle)."""
+        return min(MAINTENANCE_INTERVAL, super().dequeue_timeout)
+
     def get_heartbeat_ttl(self, job: Job) -> int:
         return HEARTBEAT_TTL
 

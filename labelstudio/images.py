@@ -299,9 +299,14 @@ class ImageFetcher:
         wait(pending)
         return [r if r is not None else ImageFetchError("image unavailable") for r in results]
 
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
     def close(self) -> None:
+        """Ends the HTTP client's connections and the thread pool (running fetches finish first)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._client.close()
-        self._pool.shutdown(wait=False)
 
 
 def _reason(exc: Exception) -> str:

@@ -1,5 +1,6 @@
-"""The RQ worker: jobs run in the worker process (models stay loaded between jobs), with a heartbeat thread
-so that a worker killed mid-job is noticed within a minute instead of after the job timeout."""
+"""The RQ worker: jobs run in the worker process (models, the image fetcher and the embedding-cache connection stay
+open between jobs), with a heartbeat thread so that a worker killed mid-job is noticed within a minute instead of
+after the job timeout. The shared resources are closed when the worker stops, after its last job and heartbeat."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from serving.resources import close_process_resources
 from training.queue import JobSerializer
 
 HEARTBEAT_INTERVAL = 10  # seconds between heartbeats while a job runs
@@ -39,6 +41,13 @@ class HeartbeatWorker(SimpleWorker):
             stop.set()
             beat.join()
         self.set_state(WorkerStatus.IDLE)
+
+    def teardown(self) -> None:
+        """After the last job (its heartbeat thread joined): close what the jobs shared (serving.resources)."""
+        try:
+            super().teardown()
+        finally:
+            close_process_resources()
 
     def _beat(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_INTERVAL):

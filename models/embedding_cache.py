@@ -29,6 +29,7 @@ class EmbeddingCache:
             " PRIMARY KEY (encoder, content_hash))"
         )
         self._db.commit()
+        self.closed = False
 
     def get_many(self, encoder: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         wanted = list(dict.fromkeys(hashes))
@@ -73,3 +74,4 @@ class EmbeddingCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self.closed = True

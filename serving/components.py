@@ -11,12 +11,10 @@ import redis
 
 from labelstudio.client import LabelStudioClient
 from labelstudio.images import ImageFetcher
-from labelstudio.tokens import LabelStudioAuth
 from models.active_models import ActiveModels
 from models.calibration import CalibratedClassifier
 from models.classifier.on_runtime import on_runtime as classifier_on_runtime
 from models.classifier.timm_classifier import TimmClassifier
-from models.embedding_cache import EmbeddingCache
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion
@@ -33,6 +31,7 @@ from models.zero_shot import (
     shared_zero_shot_scorer,
 )
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
+from serving.resources import process_embedding_cache, process_fetcher
 from serving.service import PredictionService
 from serving.vlm import VlmCascade
 from serving.vlm_budget import SharedHourlyBudget
@@ -51,17 +50,9 @@ class Serving:
 
 
 def build_fetcher(settings: Settings) -> ImageFetcher:
-    key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
-    return ImageFetcher(
-        settings.label_studio_url,
-        LabelStudioAuth(settings.label_studio_url, key) if key else None,
-        allowed_hosts=settings.allowed_image_hosts,
-        max_bytes=settings.max_image_bytes,
-        timeout=settings.image_fetch_timeout,
-        threads=settings.fetch_threads,
-        allowed_networks=settings.allowed_image_networks,
-        per_request_threads=settings.fetch_threads_per_request,
-    )
+    """The process's image fetcher for these settings: one thread pool and HTTP client, shared by every job and
+    request, closed at exit (serving.resources)."""
+    return process_fetcher(settings)
 
 
 def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
@@ -140,7 +131,7 @@ def build_serving(settings: Settings) -> Serving:
     for warning in serving.warnings:
         log.warning(warning)
     scorer.start_batching(settings.batch_wait_ms / 1000)  # concurrent /predict calls fill shared batches
-    cache = EmbeddingCache(settings.embedding_cache_path)
+    cache = process_embedding_cache(settings)
     pipeline = SoilingPipeline(scorer, cache, max_pixels=settings.max_image_pixels)
     registry = open_model_registry(settings)
     encoder = scorer.encoder_identity

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     finetune_mixup: float = 0.0  # timm Mixup: mixup alpha (0: off)
     finetune_cutmix: float = 0.0  # timm Mixup: cutmix alpha (0: off)
     finetune_label_smoothing: float = 0.1  # with mixup or cutmix
+    frame_cache_max_gb: float = 20.0  # per project: least recently used decoded frames removed beyond this
+    finetune_loader_workers: int = 2  # DataLoader processes decoding and augmenting frames (0: in the job's own)
 
     # Segmenter (segmentation-models-pytorch) and tile coverage
     segmenter_arch: str = "DeepLabV3Plus"  # chosen from benchmarks/segmenter_zoo.py (README)
@@ -136,6 +138,7 @@ class Settings(BaseSettings):
     segmenter_lr: float = 1e-3
     segmenter_patience: int = 8
     segmenter_cutmix: float = 0.5
+    segmenter_loader_workers: int = 2  # DataLoader processes reading and augmenting frames and masks (0: none)
     segmenter_min_masked_frames: int = 10
     segmenter_overlap: float = 0.0  # with tiles: fraction of a tile shared with its neighbours, blended
     segmenter_flips: str = ""  # test-time flips averaged with the plain pass: "", "h", "v" or "h,v"
@@ -230,6 +233,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.data_dir / "embeddings.sqlite3"
+
+    def frame_cache_path(self, project_id: int | str) -> Path:
+        """Decoded, resized training frames and masks of one project (models.frame_cache)."""
+        return self.data_dir / "frame-cache" / f"project-{project_id}"
 
     @property
     def registry_location(self) -> str:

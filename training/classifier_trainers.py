@@ -12,17 +12,19 @@ import numpy as np
 from labelstudio.label_config import SoilingTags
 from models.calibration import CalibratedClassifier, Calibration
 from models.classifier import Classifier, LinearProbe
-from models.embedding_cache import EmbeddingCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion, Registry
 from models.zero_shot import shared_zero_shot_scorer
 from serving.components import SERVED_FILE, build_fetcher, zero_shot_config
+from serving.resources import process_embedding_cache
 from settings import Settings, open_model_registry
 from training import learning_curve
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EvalSplit
 from training.finetune import finetune, finetune_config
+from training.frames import project_frame_cache, trim_frame_cache
+from training.loader import Picked
 from training.locks import project_lock
 from training.metrics import best_threshold, binary_metrics, metric_value, save_report_plot
 from training.progress import JobProgress
@@ -68,13 +70,24 @@ class ClassifierTrainer:
         settings = self.settings
         scorer = shared_zero_shot_scorer(zero_shot_config(settings))
         self.encoder = scorer.encoder_identity
-        pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
+        pipeline = SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
         pseudo = (settings.pseudo_low, settings.pseudo_high, settings.pseudo_weight) if settings.pseudo_labels else None
         pixel_size = settings.finetune_image_size if self._needs_pixels() else None
+        cache = project_frame_cache(settings, self.project_id)
         vlm_pseudo = vlm_pseudo_labels(settings, tasks) if settings.vlm_pseudo_labels else None
         data = build_training_set(
-            tasks, tags, pipeline, build_fetcher(settings), progress, pseudo, pixel_size, vlm_pseudo_labels=vlm_pseudo
+            tasks,
+            tags,
+            pipeline,
+            build_fetcher(settings),
+            progress,
+            pseudo,
+            pixel_size,
+            vlm_pseudo_labels=vlm_pseudo,
+            frame_cache=cache,
         )
+        if data.pixels is not None:
+            trim_frame_cache(cache, data.pixels.paths, settings)
         labels = data.labels
         data.summary |= {"labelled": len(labels), "dirty": int(labels.sum()), "clean": int((1 - labels).sum())}
         progress.log(f"dataset: {data.summary}")
@@ -109,7 +122,7 @@ class ClassifierTrainer:
             return model.predict_proba(data.embeddings[frames])
         if data.pixels is None:
             raise ValueError(f"{model.kind} reads pixels, which this run did not load")
-        return model.predict_proba([data.pixels[i] for i in frames])
+        return model.predict_proba(Picked(data.pixels, frames))  # read a batch at a time
 
     def baselines(self, data: TrainingSet, frames: np.ndarray) -> dict[str, np.ndarray]:
         return {"zero-shot": data.p_zero_shot[frames]}

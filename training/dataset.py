@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +13,8 @@ from PIL import Image
 from labelstudio.images import ImageFetcher
 from labelstudio.label_config import SoilingTags
 from labelstudio.tasks import human_label
-from models.frames import ImageDecodeError, decode_image
+from models.frame_cache import CachedArrays, FrameCache
+from models.frames import ImageDecodeError
 from models.pipeline import SoilingPipeline
 from training.frames import fetch_in_chunks, task_image
 from training.grouping import assign_groups, dhash
@@ -36,7 +39,7 @@ class TrainingSet:
     embeddings: np.ndarray
     p_zero_shot: np.ndarray
     groups: list[str]
-    pixels: list[np.ndarray] | None = None
+    pixels: Sequence[np.ndarray] | None = None  # frames read from the frame cache on access (CachedArrays)
     thumbnails: list[bytes] | None = None
     summary: dict = field(default_factory=dict)  # how the set was built: counts, unreadable frames
 
@@ -55,6 +58,25 @@ class TrainingSet:
     @property
     def weights(self) -> np.ndarray:
         return np.array([e.weight for e in self.examples], dtype=np.float32)
+
+
+class EmbeddingRows:
+    """Embeddings appended row by row into a memory-mapped temporary file (at most `capacity` rows): a project's
+    vectors never sit twice in memory (as a list and stacked); `matrix()` maps the rows written."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.count = capacity, 0
+        self._rows: np.memmap | None = None
+
+    def append(self, vector: np.ndarray) -> None:
+        if self._rows is None:
+            with tempfile.TemporaryFile(prefix="lensguard-embeddings-") as backing:  # the map outlives the file
+                self._rows = np.memmap(backing, np.float32, "w+", shape=(max(self.capacity, 1), vector.shape[-1]))
+        self._rows[self.count] = vector
+        self.count += 1
+
+    def matrix(self) -> np.ndarray:
+        return self._rows[: self.count] if self._rows is not None else np.zeros((0, 0), np.float32)
 
 
 def thumbnail(data: bytes, width: int, max_pixels: int) -> bytes:
@@ -80,9 +102,15 @@ def build_training_set(
     pixel_size: int | None = None,
     thumbnail_size: int | None = None,
     vlm_pseudo_labels: dict[int, tuple[int, float]] | None = None,
+    frame_cache: FrameCache | None = None,
 ) -> TrainingSet:
     """`pseudo_labels` = (low, high, weight): unlabelled frames with zero-shot P(dirty) outside [low, high].
-    `vlm_pseudo_labels`: task id -> (label, weight) from the VLM's confident verdicts; they come first."""
+    `vlm_pseudo_labels`: task id -> (label, weight) from the VLM's confident verdicts; they come first.
+    `pixel_size`: frames decoded at that size into `frame_cache` (required then), read back on access.
+    Images are fetched a chunk at a time and embeddings go into a disk-backed matrix: memory holds one chunk's
+    bytes, not the project's."""
+    if pixel_size and frame_cache is None:
+        raise ValueError("pixels are decoded into a frame cache: pass frame_cache")
     vlm_pseudo_labels = vlm_pseudo_labels or {}
     candidates = []
     for task in tasks:
@@ -92,7 +120,8 @@ def build_training_set(
     report = {"tasks": len(tasks), "human_labels": sum(e.label is not None for e in candidates)}
     progress.stage("fetching and embedding frames", total=len(candidates))
     kept: list[Example] = []
-    vectors, hashes, pixels, thumbnails, failures = [], [], [], [], []
+    vectors = EmbeddingRows(len(candidates))
+    hashes, pixels, thumbnails, failures = [], [], [], []
     for chunk in fetch_in_chunks(fetcher, candidates, lambda e: task_image(e.task, tags.image_key), progress):
         readable = [(e, b) for e, b in chunk if isinstance(b, bytes)]
         failures += [f"task {e.task.get('id')}: {b}" for e, b in chunk if isinstance(b, Exception)]
@@ -101,20 +130,21 @@ def build_training_set(
             if isinstance(vector, Exception):
                 failures.append(f"task {example.task.get('id')}: {vector}")
                 continue
-            try:
-                if pixel_size:
-                    pixels.append(decode_image(data, (pixel_size, pixel_size), pipeline.max_pixels))
-                if thumbnail_size:
-                    thumbnails.append(thumbnail(data, thumbnail_size, pipeline.max_pixels))
-                hashes.append(dhash(data))
+            try:  # all or nothing per frame, so that the lists stay aligned
+                path = frame_cache.frame(data, (pixel_size, pixel_size), pipeline.max_pixels) if pixel_size else None
+                small = thumbnail(data, thumbnail_size, pipeline.max_pixels) if thumbnail_size else None
+                digest = dhash(data)
             except (ImageDecodeError, OSError) as exc:
                 failures.append(f"task {example.task.get('id')}: {exc}")
                 continue
+            pixels.append(path)
+            thumbnails.append(small)
+            hashes.append(digest)
             kept.append(example)
             vectors.append(vector)
     if not kept:
         raise DatasetError("no labelled frame could be read")
-    embeddings = np.stack(vectors)
+    embeddings = vectors.matrix()
     p_zero_shot = np.array([r.p_dirty for r in pipeline.scorer.score(embeddings)])
     for example in kept:
         if example.label is None and example.task.get("id") in vlm_pseudo_labels:
@@ -138,7 +168,7 @@ def build_training_set(
         embeddings=embeddings[use],
         p_zero_shot=p_zero_shot[use],
         groups=assign_groups([e.task for e in examples], [hashes[i] for i in use]),
-        pixels=[pixels[i] for i in use] if pixel_size else None,
+        pixels=CachedArrays([pixels[i] for i in use]) if pixel_size else None,
         thumbnails=[thumbnails[i] for i in use] if thumbnail_size else None,
         summary=report,
     )

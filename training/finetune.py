@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from models.classifier import TimmClassifier
 from models.weights import pretrained_or_random
 from settings import Settings, config_for
+from training.loader import EpochBatches, LabelledFrames, Picked, make_loader, stop_workers
 from training.loop import EarlyStopping, amp_step
 from training.mixing import binary_mixup, mix_batch
 from training.progress import JobProgress
@@ -34,6 +34,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.1  # with mixup or cutmix
     device: str = "auto"
     allow_random_weights: bool = False  # where pretrained weights are missing
+    loader_workers: int = 2  # DataLoader processes reading and augmenting frames (0: in this process)
     seed: int = 0
 
 
@@ -69,8 +70,9 @@ def finetune(
     config: FinetuneConfig,
     progress: JobProgress,
 ) -> TimmClassifier:
+    """`pixels`: uint8 frames at the configured size, a list or frames read from the frame cache on access
+    (models.frame_cache.CachedArrays); DataLoader workers read and augment them a batch ahead of training."""
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     classifier, random_init = pretrained_or_random(
         lambda pretrained: TimmClassifier.create(config.arch, pretrained, config.image_size, config.device),
         f"timm {config.arch}",
@@ -80,9 +82,11 @@ def finetune(
     )
     classifier.random_init = random_init
     model, device = classifier.model, classifier.device
-    augment = soiling_safe_augmentations()
+    dataset = LabelledFrames(pixels, labels, weights, soiling_safe_augmentations())
+    batches = EpochBatches(train, config.batch_size, config.seed)
+    loader = make_loader(dataset, batches, config.loader_workers, config.seed, pin=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    steps_per_epoch = len(batches)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
     )
@@ -96,29 +100,29 @@ def finetune(
         np.random.seed(config.seed)  # timm's Mixup draws from numpy's global generator
         mixer = binary_mixup(config.mixup, config.cutmix, config.label_smoothing)
     progress.stage(f"fine-tuning {config.arch}", total=config.epochs)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = rng.permutation(train)
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            images = np.stack([augment(image=pixels[i])["image"] for i in batch])
-            x = classifier.to_tensor(images)
-            y = torch.as_tensor(labels[batch], dtype=torch.float32, device=device)
-            w = torch.as_tensor(weights[batch], dtype=torch.float32, device=device)
-            if mixer is not None:
-                x, y, w = mix_batch(mixer, x, y.long(), w)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x).squeeze(1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits.float(), y, weight=w, pos_weight=pos_weight
-            )
-            losses.append(amp_step(loss, optimizer, scaler))
-            scheduler.step()
-        p_val = classifier.predict_proba([pixels[i] for i in val])
-        auc = float(roc_auc_score(labels[val], p_val)) if len(set(labels[val])) == 2 else 0.0
-        progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_roc_auc=round(auc, 4))
-        if stopping.should_stop(epoch, auc):
-            break
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            losses = []
+            for images, batch_labels, batch_weights in loader:
+                x = classifier.to_tensor(images)
+                y = batch_labels.to(device, torch.float32)
+                w = batch_weights.to(device, torch.float32)
+                if mixer is not None:
+                    x, y, w = mix_batch(mixer, x, y.long(), w)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = model(x).squeeze(1)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits.float(), y, weight=w, pos_weight=pos_weight
+                )
+                losses.append(amp_step(loss, optimizer, scaler))
+                scheduler.step()
+            p_val = classifier.predict_proba(Picked(pixels, val))  # a batch at a time
+            auc = float(roc_auc_score(labels[val], p_val)) if len(set(labels[val])) == 2 else 0.0
+            progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_roc_auc=round(auc, 4))
+            if stopping.should_stop(epoch, auc):
+                break
+    finally:
+        stop_workers(loader)
     stopping.restore_best()
     return classifier

@@ -10,18 +10,20 @@ from pathlib import Path
 import numpy as np
 from rq import get_current_job
 
-from models.embedding_cache import EmbeddingCache
 from models.kinds import CLASSIFIER_KINDS, load_version
 from models.pipeline import SoilingPipeline
 from models.registry import ModelVersion, version_name
 from models.zero_shot import PromptSet, ZeroShotConfig, load_prompt_set, shared_zero_shot_scorer
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND, parse_prompt_set
 from serving.components import build_fetcher, zero_shot_config
+from serving.resources import process_embedding_cache
 from settings import Settings, get_settings, open_model_registry
 from training.dataset import TrainingSet, build_training_set
 from training.eval_set import EVAL_SET_FILE
 from training.export import export_project
+from training.frames import project_frame_cache
 from training.grouping import SplitError, grouped_split
+from training.loader import Picked
 from training.metrics import binary_metrics
 from training.progress import JobProgress
 from training.prompt_eval import Candidate, candidates_for_model, evaluate, greedy_ensemble, p_dirty
@@ -92,12 +94,19 @@ def run_prompt_eval(
     for index, spec in enumerate(models):
         config = model_config(spec, settings)
         scorer = shared_zero_shot_scorer(config)
-        pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
+        pipeline = SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
         serving = config.model_name == settings.clip_model and config.pretrained == settings.clip_pretrained
         pixel_size = settings.finetune_image_size if serving and any(v.kind == "finetune" for v in active) else None
         progress.log(f"model {spec}: {scorer.clip.identity}")
         data = build_training_set(
-            tasks, tags, pipeline, fetcher, progress, pixel_size=pixel_size, thumbnail_size=128 if index == 0 else None
+            tasks,
+            tags,
+            pipeline,
+            fetcher,
+            progress,
+            pixel_size=pixel_size,
+            thumbnail_size=128 if index == 0 else None,
+            frame_cache=project_frame_cache(settings, project_id),
         )
         per_model.append((spec, scorer, data))
 
@@ -211,7 +220,7 @@ def _classifier_rows(
                 continue
             scores = classifier.predict_proba(data.embeddings[rows])
         elif data.pixels is not None:
-            scores = classifier.predict_proba([data.pixels[i] for i in rows])
+            scores = classifier.predict_proba(Picked(data.pixels, rows))
         else:
             continue
         name = f"active {version.kind} {version.name} (frozen evaluation set, {len(honest)} frames)"

@@ -3,20 +3,25 @@ validation mean IoU; and the segmentation metrics (per-class IoU, pixel accuracy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 
-from models.segmenter import NUM_CLASSES, Segmenter, SegmenterSpec, create_segmenter, tile_coverage
+from models.segmenter import NUM_CLASSES, MaskGate, Segmenter, SegmenterSpec, create_segmenter, tile_coverage
 from models.segmenter.tiles import split_tiles
 from settings import Settings, config_for
+from training.loader import EpochBatches, MaskedFramesDataset, in_chunks, make_loader, stop_workers, worker_rng
 from training.loop import EarlyStopping, amp_step
 from training.mask_gate import choose_gate
 from training.progress import JobProgress
+
+VAL_CHUNK = 32  # validation frames predicted at once
+GATE_STEP = 2  # the gate is chosen on every second pixel of each side
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class SegmenterConfig:
     head_grid: tuple[int, int] = (4, 4)  # cols, rows of the TileHead family's own coverage grid
     synthetic_style: str = "blobs"  # training/synthetic.py style of the cold-start frames
     gate: bool = True  # choose a minimum area and per-class confidence on the validation frames
+    loader_workers: int = 2  # DataLoader processes reading and augmenting frames and masks (0: in this process)
     device: str = "auto"
     allow_random_weights: bool = False  # where the encoder's pretrained weights are missing
     seed: int = 0
@@ -92,7 +98,7 @@ def mask_aware_cutmix(
     return images, masks
 
 
-def class_weights(masks: Sequence[np.ndarray]) -> np.ndarray:
+def class_weights(masks: Iterable[np.ndarray]) -> np.ndarray:
     """Inverse square-root frequency: soiling is a minority of pixels; absent classes get the largest weight."""
     counts = sum(np.bincount(m.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for m in masks).astype(np.float64)
     frequency = (counts + 1) / (counts.sum() + NUM_CLASSES)
@@ -143,6 +149,39 @@ def segmentation_metrics(true: Sequence[np.ndarray], predicted: Sequence[np.ndar
     }
 
 
+class CutmixCollate:
+    """Stacks a batch of (frame, mask) pairs and applies `mask_aware_cutmix` to it, in the DataLoader worker."""
+
+    def __init__(self, probability: float, seed: int):
+        self.probability, self.seed = probability, seed
+        self.rng: np.random.Generator | None = None
+
+    def __call__(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rng is None:
+            self.rng = worker_rng(self.seed)
+        images, masks = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        images, masks = mask_aware_cutmix(images, masks, self.rng, self.probability)
+        return torch.from_numpy(images), torch.from_numpy(masks.astype(np.int64))
+
+
+def validation_miou(segmenter: Segmenter, pixels: Sequence[np.ndarray], masks: Sequence[np.ndarray], val) -> float:
+    """Mean IoU over the validation frames, predicted a chunk at a time (confusions summed, masks dropped)."""
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for chunk in in_chunks(pixels, val, VAL_CHUNK):
+        for truth, predicted in zip((masks[i] for i in chunk.indices), segmenter.predict_masks(chunk), strict=True):
+            confusion += confusion_of(truth, predicted)
+    return mean_iou(confusion) or 0.0
+
+
+def gate_on(segmenter: Segmenter, pixels: Sequence[np.ndarray], masks: Sequence[np.ndarray], val) -> MaskGate:
+    """The gate chosen on the validation frames, their probabilities subsampled a chunk at a time."""
+    probabilities, truths = [], []
+    for chunk in in_chunks(pixels, val, VAL_CHUNK):
+        probabilities += [p[:, ::GATE_STEP, ::GATE_STEP].copy() for p in segmenter.predict_probabilities(chunk)]
+        truths += [masks[i][::GATE_STEP, ::GATE_STEP].copy() for i in chunk.indices]
+    return choose_gate(probabilities, truths, step=1)
+
+
 def train_segmenter(
     pixels: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
@@ -151,51 +190,45 @@ def train_segmenter(
     config: SegmenterConfig,
     progress: JobProgress,
 ) -> Segmenter:
+    """`pixels`, `masks`: frames at the configured size and their class masks, lists or arrays read from the
+    frame cache on access; DataLoader workers read, augment and cutmix them a batch ahead of training."""
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     segmenter = create_segmenter(config.spec())
-    frame_pixels, frame_masks = pixels, masks
-    if config.tiles != (1, 1):  # the training set becomes the tiles of the training frames
-        per_frame = config.tiles[0] * config.tiles[1]
-        pixels = [tile for i in train for tile in split_tiles(frame_pixels[i], config.tiles)]
-        masks = [tile for i in train for tile in split_tiles(frame_masks[i], config.tiles)]
-        train = np.arange(len(train) * per_frame)
+    per_frame = config.tiles[0] * config.tiles[1]
+    split = partial(split_tiles, tiles=config.tiles) if per_frame > 1 else None
+    dataset = MaskedFramesDataset(pixels, masks, joint_augmentations(), split, per_frame)
+    examples = [int(i) * per_frame + part for i in train for part in range(per_frame)]  # tiles of training frames
     model, device = segmenter.model, segmenter.device
-    augment = joint_augmentations()
-    weights = torch.tensor(class_weights([masks[i] for i in train]), device=device)
+    weights = torch.tensor(class_weights(masks[int(i)] for i in train), device=device)
+    batches = EpochBatches(examples, config.batch_size, config.seed, min_batch=2)
+    collate = CutmixCollate(config.cutmix, config.seed)
+    loader = make_loader(dataset, batches, config.loader_workers, config.seed, collate, pin=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     stopping = EarlyStopping(model, config.patience, "mIoU", progress)
     progress.stage(f"training {config.arch}/{config.encoder} segmenter", total=config.epochs)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        losses = []
-        order = rng.permutation(train)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            if len(batch) < 2 <= len(order):
-                continue  # batch norm cannot train on one frame (DeepLabV3's pooled branch): the rest waits an epoch
-            pairs = [augment(image=pixels[i], mask=masks[i]) for i in batch]
-            images, targets = mask_aware_cutmix(
-                np.stack([p["image"] for p in pairs]), np.stack([p["mask"] for p in pairs]), rng, config.cutmix
-            )
-            x, y = segmenter.to_tensor(images), torch.as_tensor(targets, dtype=torch.long, device=device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                if hasattr(model, "training_loss"):  # a family with its own objective (Mask2Former's matching)
-                    loss = model.training_loss(x, y, weights)
-                else:
-                    loss = torch.nn.functional.cross_entropy(model(x).float(), y, weight=weights)
-            losses.append(amp_step(loss, optimizer, scaler))
-        predicted = segmenter.predict_masks([frame_pixels[i] for i in val])
-        score = segmentation_metrics([frame_masks[i] for i in val], list(predicted), config.grid)["miou"] or 0.0
-        progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_miou=round(score, 4))
-        if stopping.should_stop(epoch, score):
-            break
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            losses = []
+            for images, targets in loader:
+                x, y = segmenter.to_tensor(images), targets.to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    if hasattr(model, "training_loss"):  # a family with its own objective (Mask2Former's matching)
+                        loss = model.training_loss(x, y, weights)
+                    else:
+                        loss = torch.nn.functional.cross_entropy(model(x).float(), y, weight=weights)
+                losses.append(amp_step(loss, optimizer, scaler))
+            score = validation_miou(segmenter, pixels, masks, val)
+            progress.update(done=epoch, epoch=epoch, loss=round(float(np.mean(losses)), 4), val_miou=round(score, 4))
+            if stopping.should_stop(epoch, score):
+                break
+    finally:
+        stop_workers(loader)
     stopping.restore_best()
     if config.gate and len(val):
-        val_pixels = [frame_pixels[i] for i in val]
-        gate = choose_gate(list(segmenter.predict_probabilities(val_pixels)), [frame_masks[i] for i in val])
+        gate = gate_on(segmenter, pixels, masks, val)
         progress.log(f"gate chosen on {len(val)} validation frames: {gate}")
         segmenter = segmenter.with_options(gate=gate)
     return segmenter

@@ -3,7 +3,9 @@ segmenter trained on the training part (plus optional synthetic soiling) -> IoU 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +14,18 @@ from PIL import Image
 from labelstudio.label_config import SoilingTags
 from labelstudio.masks import frame_mask
 from labelstudio.tasks import latest_result
-from models.frames import ImageDecodeError, decode_image, image_size, resize_frame, resize_mask
+from models.frame_cache import CachedArrays
+from models.frames import ImageDecodeError, image_size, resize_frame, resize_mask
 from models.registry import ModelVersion, Registry
 from models.segmenter import NUM_CLASSES, Segmenter
 from serving.components import build_fetcher
 from settings import Settings
-from training.frames import fetch_in_chunks, task_image
+from training.frames import fetch_in_chunks, project_frame_cache, task_image, trim_frame_cache
 from training.grouping import assign_groups, dhash
+from training.loader import Joined, in_chunks
 from training.progress import JobProgress
 from training.segment import (
+    VAL_CHUNK,
     SegmenterConfig,
     confusion_of,
     mean_iou,
@@ -35,13 +40,13 @@ USABLE = ("masked", "clean")
 
 @dataclass
 class MaskedFrames:
-    pixels: list[np.ndarray]  # frames squashed to the configured image size
-    masks: list[np.ndarray]  # class ids at the same size
+    pixels: Sequence[np.ndarray]  # frames squashed to the configured image size (CachedArrays: read on access)
+    masks: Sequence[np.ndarray]  # class ids at the same size
     tasks: list[dict]
     groups: list[str]
     summary: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
         """Frames with any soiling: the grouped split keeps soiled frames on both sides."""
         return np.array([int(m.any()) for m in self.masks])
@@ -88,8 +93,8 @@ class SegmenterTrainer:
             }
 
         size = self.config.image_size
-        data = MaskedFrames([], [], [], [], summary)
-        hashes = []
+        cache = project_frame_cache(self.settings, self.project_id)
+        frames, masks, kept, hashes = [], [], [], []
         progress.stage("fetching masked frames", total=len(usable))
         fetcher = build_fetcher(self.settings)
         for chunk in fetch_in_chunks(fetcher, usable, lambda u: task_image(u[0], tags.image_key), progress):
@@ -99,7 +104,7 @@ class SegmenterTrainer:
                     continue
                 try:
                     width, height = image_size(image)
-                    frame = decode_image(image, size, self.settings.max_image_pixels)
+                    frame = cache.frame(image, size, self.settings.max_image_pixels)
                 except (ImageDecodeError, OSError) as exc:
                     problems.append(f"task {task['id']}: {exc}")
                     continue
@@ -109,24 +114,23 @@ class SegmenterTrainer:
                     )
                     continue
                 full = fm.mask if fm.mask is not None else np.zeros((height, width), np.uint8)
-                data.masks.append(resize_mask(full, size))
-                data.pixels.append(frame)
-                data.tasks.append(task)
+                masks.append(cache.mask(full, size))
+                frames.append(frame)
+                kept.append(task)
                 hashes.append(dhash(image))
-        data.groups = assign_groups(data.tasks, hashes)
-        data.summary["skipped"] = len(problems)
-        return data
+        summary["skipped"] = len(problems)
+        trim_frame_cache(cache, frames + masks, self.settings)
+        return MaskedFrames(CachedArrays(frames), CachedArrays(masks), kept, assign_groups(kept, hashes), summary)
 
     def fit(self, data: MaskedFrames, train: np.ndarray, val: np.ndarray, progress: JobProgress) -> Segmenter:
         config = self.config
-        pixels, masks = list(data.pixels), list(data.masks)
+        pixels, masks = data.pixels, data.masks
         if config.synthetic_frames:  # cold start: synthetic soiling joins the training part, never validation
             synthetic = make_frames(
                 config.synthetic_frames, *config.image_size, 1.0, seed=len(pixels), style=config.synthetic_style
             )
-            for frame in synthetic:
-                pixels.append(np.asarray(frame.image))
-                masks.append(frame.mask)
+            pixels = Joined(pixels, [np.asarray(frame.image) for frame in synthetic])
+            masks = Joined(masks, [frame.mask for frame in synthetic])
             train = np.concatenate([train, np.arange(len(data.pixels), len(pixels))])
         data.summary |= {"train": len(train), "synthetic": config.synthetic_frames}
         return train_segmenter(pixels, masks, train, val, config, progress)
@@ -136,11 +140,13 @@ class SegmenterTrainer:
 
     def predict(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> list[np.ndarray]:
         """Masks at the configured size, whatever size the model (e.g. an older active one) reads."""
-        size = self.config.image_size
-        frames = [data.pixels[i] for i in val]
-        if tuple(model.image_size) != tuple(size):
-            frames = [resize_frame(frame, model.image_size) for frame in frames]
-        return [resize_mask(mask, size) for mask in model.predict_masks(frames)]
+        size, predicted = self.config.image_size, []
+        for chunk in in_chunks(data.pixels, val, VAL_CHUNK):
+            frames = (
+                chunk if tuple(model.image_size) == tuple(size) else [resize_frame(f, model.image_size) for f in chunk]
+            )
+            predicted += [resize_mask(mask, size) for mask in model.predict_masks(frames)]
+        return predicted
 
     def baselines(self, data: MaskedFrames, val: np.ndarray) -> dict:
         return {}

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from models.cascade import combine_with_vlm
-from models.embedding_cache import EmbeddingCache
 from models.frames import ImageDecodeError
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
@@ -27,6 +26,7 @@ from models.verdict import Verdict
 from models.vlm import VlmAnswer, serving_vlm
 from models.zero_shot import shared_zero_shot_scorer
 from serving.components import build_fetcher, zero_shot_config
+from serving.resources import process_embedding_cache
 from serving.vlm import vlm_frame
 from settings import Settings, cascade_config, open_model_registry, vlm_config
 from training.dataset import build_training_set
@@ -61,7 +61,7 @@ def run_vlm_eval(project_id: int, settings: Settings, progress: JobProgress, lim
     cascade = cascade_config(settings)
     tags, tasks = export_project(project_id, settings, progress)
     scorer = shared_zero_shot_scorer(zero_shot_config(settings))
-    pipeline = SoilingPipeline(scorer, EmbeddingCache(settings.embedding_cache_path), settings.max_image_pixels)
+    pipeline = SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
     fetcher = build_fetcher(settings)
     data = build_training_set(tasks, tags, pipeline, fetcher, progress, thumbnail_size=160)
     if len(set(data.labels.tolist())) < 2:

@@ -45,8 +45,9 @@ class LabelStudioError(RuntimeError):
 
 
 class LabelStudioClient:
-    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0, page_size: int = 500):
         self.url = url.rstrip("/")
+        self.page_size = page_size  # tasks per page of `iter_tasks`
         self.auth = LabelStudioAuth(self.url, api_key)
         try:
             self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
@@ -181,7 +182,7 @@ class LabelStudioClient:
         fields: Collection[str] = ("id", "data"),
         filters: Sequence[dict] = (),
         ids: Sequence[int] | None = None,
-        page_size: int = 500,
+        page_size: int | None = None,
     ) -> Iterator[dict]:
         """The project's tasks (or just `ids`) in id order, a page at a time, each with only `fields`.
 
@@ -192,6 +193,7 @@ class LabelStudioClient:
         Data Manager filter items (`{"filter": "filter:tasks:total_annotations", "operator": "greater",
         "type": "Number", "value": 0}`), combined with "and"."""
         wanted = set(fields) | {"id"}
+        page_size = page_size or self.page_size
         params: dict = {"project": project_id, "page_size": page_size, "page": 1}
         if wanted & SERIALIZED_ONLY_WITH_ALL:
             params["fields"] = "all"

@@ -12,7 +12,7 @@ UNLABELLED = {"filter": "filter:tasks:total_annotations", "operator": "equal", "
 LABELLED = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
 UNPREDICTED = {"filter": "filter:tasks:total_predictions", "operator": "equal", "type": "Number", "value": 0}
 PREDICTION_FIELDS = ("id", "data", "meta", "predictions_model_versions")  # what predicting a task needs
-LABELLED_PAGE = 100  # labelled tasks come with their annotations and predictions (brush RLEs): smaller pages
+LABELLED_PAGE = 100  # labelled tasks come with their annotations (and predictions: brush RLEs): smaller pages
 
 
 def lacking_version(
@@ -33,7 +33,9 @@ def lacking_version(
             yield task
     for start in range(0, len(unsure), LABELLED_PAGE):
         part = unsure[start : start + LABELLED_PAGE]
-        for task in client.iter_tasks(project, fields=(*PREDICTION_FIELDS, "predictions"), ids=part):
+        for task in client.iter_tasks(
+            project, fields=(*PREDICTION_FIELDS, "predictions"), ids=part, page_size=LABELLED_PAGE
+        ):
             if version not in (prediction_versions(task) or set()):
                 yield {key: task[key] for key in PREDICTION_FIELDS if key in task}
 
@@ -51,7 +53,8 @@ def unpredicted_ids(client: LabelStudioClient, project: int, version: str, mode:
 def labelled_tasks(client: LabelStudioClient, project: int, fields: Sequence[str] = ()) -> Iterator[dict]:
     """Tasks with a (non-cancelled) annotation, with their annotations and any other `fields`."""
     wanted = ("id", "data", "meta", "annotations", *fields)
-    yield from client.iter_tasks(project, fields=wanted, filters=[LABELLED], page_size=LABELLED_PAGE)
+    page_size = min(client.page_size, LABELLED_PAGE)
+    yield from client.iter_tasks(project, fields=wanted, filters=[LABELLED], page_size=page_size)
 
 
 def unlabelled_tasks(client: LabelStudioClient, project: int) -> Iterator[dict]:

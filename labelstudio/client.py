@@ -27,6 +27,7 @@ WEBHOOK_ACTIONS = (
 
 # what `tasks` returns: a task as Label Studio lists it with fields=all
 FULL_TASK = ("id", "data", "meta", "annotations", "predictions", "drafts", "total_annotations", "total_predictions")
+IDS_PER_QUERY = 100  # task ids per request (URL length: proxies in front of Label Studio cap it near 8 KB)
 SERIALIZED_ONLY_WITH_ALL = {"annotations", "predictions", "drafts"}
 # Data Manager columns Label Studio computes per query (empty unless shown or filtered on)
 COMPUTED_COLUMNS = {
@@ -192,6 +193,12 @@ class LabelStudioClient:
         `predictions_model_versions` or `annotations_results` are computed only when asked for. `filters`:
         Data Manager filter items (`{"filter": "filter:tasks:total_annotations", "operator": "greater",
         "type": "Number", "value": 0}`), combined with "and"."""
+        if ids is not None and len(ids) > IDS_PER_QUERY:  # the ids travel in the URL: keep it short
+            ordered = sorted(set(ids))
+            for start in range(0, len(ordered), IDS_PER_QUERY):
+                part = ordered[start : start + IDS_PER_QUERY]
+                yield from self.iter_tasks(project_id, fields, filters, part, page_size)
+            return
         wanted = set(fields) | {"id"}
         page_size = page_size or self.page_size
         params: dict = {"project": project_id, "page_size": page_size, "page": 1}

@@ -169,7 +169,7 @@ def wait_for(check: Callable[[], dict | None], what: str, timeout: float = 7200)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
-        if found is not None:
+        if found:
             return found
         time.sleep(0.2)
     raise SystemExit(f"{what} did not finish in {timeout:.0f} s")
@@ -263,7 +263,7 @@ def run_round(stack: dict, args, page_size: int, round_index: int) -> list[Phase
             plan = finished_job(queue, queue.enqueue_preannotation(project, "missing", "benchmark")[0])
             record.note = f"{plan['result']['total']} tasks to pre-annotate in {plan['result']['chunks']} chunks"
         with phase(sampler, "pre-annotating 5%", phases) as record:
-            run = wait_for(lambda: (r := queue.job(plan["result"]["run"])) and r["status"] == "finished" and r, "run")
+            run = finished_job(queue, plan["result"]["run"])
             record.note = f"{run['result']['predicted']} predicted, {run['result'].get('encoded')} encoded"
         with phase(sampler, "selection", phases) as record:
             command = [sys.executable, "-m", "lensguard.cli", "select", "--project", str(project), "--budget", "500"]

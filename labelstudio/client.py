@@ -193,29 +193,30 @@ class LabelStudioClient:
         `predictions_model_versions` or `annotations_results` are computed only when asked for. `filters`:
         Data Manager filter items (`{"filter": "filter:tasks:total_annotations", "operator": "greater",
         "type": "Number", "value": 0}`), combined with "and"."""
-        if ids is not None and len(ids) > IDS_PER_QUERY:  # the ids travel in the URL: keep it short
-            ordered = sorted(set(ids))
-            for start in range(0, len(ordered), IDS_PER_QUERY):
-                part = ordered[start : start + IDS_PER_QUERY]
-                yield from self.iter_tasks(project_id, fields, filters, part, page_size)
-            return
         wanted = set(fields) | {"id"}
-        page_size = page_size or self.page_size
-        params: dict = {"project": project_id, "page_size": page_size, "page": 1}
+        params: dict = {"project": project_id, "page_size": page_size or self.page_size, "page": 1}
         if wanted & SERIALIZED_ONLY_WITH_ALL:
             params["fields"] = "all"
         query: dict = {"ordering": ["tasks:id"]}
-        if ids is not None:
-            query["selectedItems"] = {"all": False, "included": list(ids)}
         computed = wanted & COMPUTED_COLUMNS
         if computed:  # Label Studio computes the columns a query does not hide
             every = column_ids(self.request("GET", "/api/dm/columns", params={"project": project_id}).json()["columns"])
             hidden = [c for c in every if c.removeprefix("tasks:") not in computed]
             query["hiddenColumns"] = {"explore": hidden, "labeling": hidden}
+        if ids is None:
+            yield from self._pages(params, query, filters, wanted)
+            return
+        ordered = sorted(set(ids))
+        for start in range(0, len(ordered), IDS_PER_QUERY):  # the ids travel in the URL: keep it short
+            query["selectedItems"] = {"all": False, "included": ordered[start : start + IDS_PER_QUERY]}
+            yield from self._pages(params, query, filters, wanted)
+
+    def _pages(self, params: dict, query: dict, filters: Sequence[dict], wanted: set[str]) -> Iterator[dict]:
+        """Keyset pages: tasks with an id above the last one seen, in id order."""
         last = 0
         while True:
             after = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last}
-            query["filters"] = {"conjunction": "and", "items": [*filters, after]}
+            query = {**query, "filters": {"conjunction": "and", "items": [*filters, after]}}
             response = self._http.get(
                 "/api/tasks", params={**params, "query": json.dumps(query)}, headers=self.auth.header()
             )
@@ -226,7 +227,7 @@ class LabelStudioClient:
             page = response.json()["tasks"]
             for task in page:
                 yield {key: value for key, value in task.items() if key in wanted}
-            if len(page) < page_size:
+            if len(page) < params["page_size"]:
                 return
             last = page[-1]["id"]
 

@@ -18,7 +18,9 @@ two cores), the backend and, for selection, the `lensguard select` process:
                       of worker time without Label Studio's own write time, and that write time separately
 
 `--page-sizes 100,500` runs the phases once per task page size (fresh workers each time; the 5% are made
-unpredicted and uncached again between rounds), so memory can be compared across page sizes.
+unpredicted and uncached again between rounds), so memory can be compared across page sizes. (Label Studio
+recounts `total_predictions` after that deletion in a background job; where it runs with a Redis but no
+worker of its own, the count stays stale and a later round finds nothing missing.)
 
     flock /tmp/lensguard-heavy.lock .venv/bin/python -m benchmarks.large_project --tasks 10000
 """

@@ -6,13 +6,13 @@ import base64
 import json
 import logging
 import mimetypes
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 from label_studio_sdk import LabelStudio
 
-from labelstudio.data_manager import LENSGUARD_TAB, default_tab
+from labelstudio.data_manager import LENSGUARD_TAB, column_ids, default_tab
 from labelstudio.tokens import LabelStudioAuth
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,30 @@ WEBHOOK_ACTIONS = (
 )
 
 
+# what `tasks` returns: a task as Label Studio lists it with fields=all
+FULL_TASK = ("id", "data", "meta", "annotations", "predictions", "drafts", "total_annotations", "total_predictions")
+IDS_PER_QUERY = 100  # task ids per request (URL length: proxies in front of Label Studio cap it near 8 KB)
+SERIALIZED_ONLY_WITH_ALL = {"annotations", "predictions", "drafts"}
+# Data Manager columns Label Studio computes per query (empty unless shown or filtered on)
+COMPUTED_COLUMNS = {
+    "predictions_model_versions",
+    "predictions_score",
+    "predictions_results",
+    "annotations_results",
+    "annotations_ids",
+    "annotators",
+    "completed_at",
+}
+
+
 class LabelStudioError(RuntimeError):
     pass
 
 
 class LabelStudioClient:
-    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0, page_size: int = 500):
         self.url = url.rstrip("/")
+        self.page_size = page_size  # tasks per page of `iter_tasks`
         self.auth = LabelStudioAuth(self.url, api_key)
         try:
             self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
@@ -156,22 +173,63 @@ class LabelStudioClient:
         return created
 
     def tasks(self, project_id: int, ids: Sequence[int] | None = None) -> list[dict]:
-        """All tasks of the project (or just `ids`), with annotations and predictions."""
-        params: dict = {"project": project_id, "page_size": 500, "fields": "all"}
-        if ids is not None:
-            params["query"] = json.dumps({"selectedItems": {"all": False, "included": list(ids)}})
-        tasks, page = [], 1
+        """All tasks of the project (or just `ids`) with annotations and predictions, in one list: for small
+        projects and tests; jobs stream with `iter_tasks`."""
+        return list(self.iter_tasks(project_id, fields=FULL_TASK, ids=ids))
+
+    def iter_tasks(
+        self,
+        project_id: int,
+        fields: Collection[str] = ("id", "data"),
+        filters: Sequence[dict] = (),
+        ids: Sequence[int] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict]:
+        """The project's tasks (or just `ids`) in id order, a page at a time, each with only `fields`.
+
+        Pages by keyset (Data Manager filter `id > last id`, ordered by id): every page costs the same at any
+        depth, where offset paging rescans the skipped rows. `fields`: task keys kept; `annotations`,
+        `predictions` or `drafts` make Label Studio serialize them (`fields=all`), Data Manager columns such as
+        `predictions_model_versions` or `annotations_results` are computed only when asked for. `filters`:
+        Data Manager filter items (`{"filter": "filter:tasks:total_annotations", "operator": "greater",
+        "type": "Number", "value": 0}`), combined with "and"."""
+        wanted = set(fields) | {"id"}
+        params: dict = {"project": project_id, "page_size": page_size or self.page_size, "page": 1}
+        if wanted & SERIALIZED_ONLY_WITH_ALL:
+            params["fields"] = "all"
+        query: dict = {"ordering": ["tasks:id"]}
+        computed = wanted & COMPUTED_COLUMNS
+        if computed:  # Label Studio computes the columns a query does not hide
+            every = column_ids(self.request("GET", "/api/dm/columns", params={"project": project_id}).json()["columns"])
+            hidden = [c for c in every if c.removeprefix("tasks:") not in computed]
+            query["hiddenColumns"] = {"explore": hidden, "labeling": hidden}
+        if ids is None:
+            yield from self._pages(params, query, filters, wanted)
+            return
+        ordered = sorted(set(ids))
+        for start in range(0, len(ordered), IDS_PER_QUERY):  # the ids travel in the URL: keep it short
+            query["selectedItems"] = {"all": False, "included": ordered[start : start + IDS_PER_QUERY]}
+            yield from self._pages(params, query, filters, wanted)
+
+    def _pages(self, params: dict, query: dict, filters: Sequence[dict], wanted: set[str]) -> Iterator[dict]:
+        """Keyset pages: tasks with an id above the last one seen, in id order."""
+        last = 0
         while True:
-            response = self._http.get("/api/tasks", params={**params, "page": page}, headers=self.auth.header())
-            if response.status_code == 404:  # past the last page
-                return tasks
+            after = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last}
+            query = {**query, "filters": {"conjunction": "and", "items": [*filters, after]}}
+            response = self._http.get(
+                "/api/tasks", params={**params, "query": json.dumps(query)}, headers=self.auth.header()
+            )
+            if response.status_code == 404:  # an empty selection
+                return
             if response.status_code >= 400:
                 raise LabelStudioError(f"GET /api/tasks -> HTTP {response.status_code}: {response.text[:300]}")
-            body = response.json()
-            tasks.extend(body["tasks"])
-            if len(tasks) >= body.get("total", 0) or not body["tasks"]:
-                return tasks
-            page += 1
+            page = response.json()["tasks"]
+            for task in page:
+                yield {key: value for key, value in task.items() if key in wanted}
+            if len(page) < params["page_size"]:
+                return
+            last = page[-1]["id"]
 
     def retrieve_predictions(self, project_id: int, task_ids: Sequence[int] | None = None) -> None:
         """Ask Label Studio to call the ML backend for these tasks (all tasks when None)."""

@@ -56,3 +56,20 @@ def metadata_group(task: dict) -> str | None:
             if value not in (None, ""):
                 return f"{key}:{value}"
     return None
+
+
+VERSIONS_SHOWN = 500  # Label Studio cuts the Data Manager's `predictions_model_versions` text at this length
+
+
+def prediction_versions(task: dict) -> set[str] | None:
+    """The model versions of the task's predictions: from its `predictions` when listed with them, else from the
+    Data Manager column `predictions_model_versions` ("v1, v2" on PostgreSQL, "v1,v2" on SQLite); None where
+    that text may have been cut (the task's predictions must then be read)."""
+    if "predictions" in task:
+        return {p.get("model_version") for p in task.get("predictions") or []}
+    shown = task.get("predictions_model_versions") or ""
+    if isinstance(shown, list):
+        return {str(v) for v in shown if v is not None}
+    if len(shown) >= VERSIONS_SHOWN - 1:
+        return None
+    return {part.strip() for part in shown.split(",") if part.strip()}

@@ -138,7 +138,7 @@ def run(options: QuickstartOptions) -> None:
         config = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
         project, created = client.ensure_project(options.project_title, config)
         client.ensure_ml_backend(project["id"], backend_url, basic_auth=backend_auth, api_token=api_token)
-        if created or not client.tasks(project["id"]):
+        if created or next(client.iter_tasks(project["id"], fields=("id",), page_size=1), None) is None:
             frames = sample_frames(options)
             print(f"Importing {len(frames)} frames from {frames[0].parent}...", flush=True)
             client.upload_images(project["id"], frames)

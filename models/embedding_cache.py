@@ -1,4 +1,8 @@
-"""Image embeddings on disk, keyed by encoder identity and image content hash (SQLite, safe across threads)."""
+"""Image embeddings on disk, keyed by encoder identity and image content hash (SQLite, safe across threads).
+
+Next to them, an index image URL -> content hash of the bytes last fetched from it: batch jobs (re-scoring,
+selection) find a frame's embedding from its task's URL without fetching the frame again. Label Studio's
+upload and storage URLs name one file each; `/predict` always fetches, and refreshes the index as it does."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class EmbeddingCache:
             " encoder TEXT NOT NULL, content_hash TEXT NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL,"
             " PRIMARY KEY (encoder, content_hash))"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS urls (url TEXT PRIMARY KEY, content_hash TEXT NOT NULL)")
         self._db.commit()
         self.closed = False
 
@@ -43,6 +48,28 @@ class EmbeddingCache:
                     [encoder, *chunk],
                 ).fetchall()
                 found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
+        return found
+
+    def remember_urls(self, hashes: dict[str, str]) -> None:
+        """Record url -> content hash of the bytes just fetched from it."""
+        if hashes:
+            with self._lock, self._db:
+                self._db.executemany("INSERT OR REPLACE INTO urls VALUES (?, ?)", list(hashes.items()))
+
+    def hashes_for_urls(self, encoder: str, urls: Iterable[str]) -> dict[str, str]:
+        """url -> content hash, for the urls whose last fetched bytes have an embedding of `encoder`."""
+        wanted = list(dict.fromkeys(urls))
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = self._db.execute(
+                    "SELECT u.url, u.content_hash FROM urls u JOIN embeddings e"
+                    " ON e.encoder = ? AND e.content_hash = u.content_hash"
+                    f" WHERE u.url IN ({','.join('?' * len(chunk))})",
+                    [encoder, *chunk],
+                ).fetchall()
+                found.update(rows)
         return found
 
     def all(self, encoder: str) -> tuple[list[str], np.ndarray]:

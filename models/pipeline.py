@@ -31,7 +31,7 @@ class PipelineStats:
 
 @dataclass
 class Prepared:
-    images: list[bytes]
+    images: list[bytes | None]  # None: not fetched, its embedding was cached (see SoilingPipeline.prepare)
     hashes: list[str]
     cached: dict[str, np.ndarray]
     decoded: dict[str, np.ndarray | bytes | Exception]  # frames the cache lacked; bytes: JPEGs left for the GPU
@@ -63,17 +63,26 @@ class SoilingPipeline:
         self._classifier_lock = threading.Lock()
         self._gpu = gpu_decoder_for(scorer, max_pixels) if gpu_decode else None
 
-    def prepare(self, images: Sequence[bytes]) -> Prepared:
-        """The CPU side, safe to run in another thread while the model works: hash, cache lookup, decode."""
+    def prepare(self, images: Sequence[bytes | None], known: Sequence[str | None] = ()) -> Prepared:
+        """The CPU side, safe to run in another thread while the model works: hash, cache lookup, decode.
+
+        `known`: the content hash of frames not fetched (None in `images`) because their embedding is cached."""
         encoder = self.scorer.encoder_identity
-        hashes = [content_hash(data) for data in images]
+        known = list(known) or [None] * len(images)
+        hashes = [content_hash(data) if data is not None else h for data, h in zip(images, known, strict=True)]
+        if any(h is None for h in hashes):
+            raise ValueError("a frame without bytes needs its content hash")
         cached = self.cache.get_many(encoder, hashes) if self.cache else {}
         todo = {h: data for h, data in zip(hashes, images, strict=True) if h not in cached}
+        gone = {
+            h: ImageDecodeError("frame not fetched and its embedding is gone") for h, d in todo.items() if d is None
+        }
+        todo = {h: data for h, data in todo.items() if data is not None}
         if self._gpu is not None:
             decoded: dict = dict(todo)  # decoded (nvJPEG) and resized on the GPU in `finish`
         else:
             decoded = dict(zip(todo, self._pool.map(self._decode_or_error, todo.values()), strict=True))
-        return Prepared(list(images), hashes, cached, decoded)
+        return Prepared(list(images), hashes, cached, decoded | gone)
 
     def finish(self, prepared: Prepared) -> list[np.ndarray | Exception]:
         """The model side: encode what the cache lacked, store it, return one embedding (or error) per image."""

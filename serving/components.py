@@ -59,7 +59,8 @@ def label_studio_client(settings: Settings, purpose: str) -> LabelStudioClient:
     """The API client for jobs; `purpose` says in the error what cannot be done without a token."""
     if not settings.label_studio_api_key:
         raise RuntimeError(f"LENSGUARD_LABEL_STUDIO_API_KEY (or _FILE) is not set: {purpose}")
-    return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key.get_secret_value())
+    key = settings.label_studio_api_key.get_secret_value()
+    return LabelStudioClient(settings.label_studio_url, key, page_size=settings.task_page_size)
 
 
 def zero_shot_config(settings: Settings) -> ZeroShotConfig:

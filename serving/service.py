@@ -42,6 +42,7 @@ class PreparedTasks:
     readable: list[int]
     prepared: Prepared
     prepare_seconds: float
+    urls: list[str | None]  # per task: its image URL, if it has one
 
 
 class PredictionService:
@@ -106,6 +107,10 @@ class PredictionService:
         segmenter = active[1]
         image_of = dict(zip(batch.readable, batch.prepared.images, strict=True))
         chosen = [i for i in batch.readable if self._needs_mask(batch.outcomes[i])]
+        unfetched = [i for i in chosen if image_of[i] is None]  # embedding cached, frame not fetched
+        for i, data in zip(unfetched, self.fetcher.fetch_many([batch.urls[i] for i in unfetched]), strict=True):
+            image_of[i] = data
+        chosen = [i for i in chosen if isinstance(image_of[i], bytes)]
         if not chosen:
             return {}
         with self._model_lock:
@@ -166,9 +171,17 @@ class PredictionService:
         return predictions
 
     def prepare(
-        self, tasks: Sequence[dict], label_config: str, project: str | None = None, deadline: float | None = None
+        self,
+        tasks: Sequence[dict],
+        label_config: str,
+        project: str | None = None,
+        deadline: float | None = None,
+        reuse_cached: bool = False,
     ) -> PreparedTasks:
-        """Fetch and decode (threads, no model): a batch job runs this for the next batch during inference."""
+        """Fetch and decode (threads, no model): a batch job runs this for the next batch during inference.
+
+        `reuse_cached` (batch jobs): frames whose URL's last fetched bytes have a cached embedding are not
+        fetched, unless the served classifier reads pixels; a segmenter fetches the frames it masks later."""
         started = time.perf_counter()
         tags = parse_soiling_config(label_config)
         outcomes: list[object] = []
@@ -177,16 +190,32 @@ class PredictionService:
                 outcomes.append(image_url(task, tags))
             except TaskError as exc:
                 outcomes.append(exc)
-        wanted = [i for i, o in enumerate(outcomes) if isinstance(o, str)]
+        urls = [o if isinstance(o, str) else None for o in outcomes]
+        known = self._cached_urls([u for u in urls if u], project) if reuse_cached else {}
+        wanted = [i for i, o in enumerate(outcomes) if isinstance(o, str) and o not in known]
         fetched = self.fetcher.fetch_many(
             [outcomes[i] for i in wanted], [_task_id(tasks[i]) for i in wanted], project, deadline
         )
         for i, image in zip(wanted, fetched, strict=True):
             outcomes[i] = image
-        readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes)]
-        prepared = self.pipeline.prepare([outcomes[i] for i in readable])
+        for i, url in enumerate(urls):
+            if url in known:
+                outcomes[i] = None  # not fetched: the embedding is cached
+        readable = [i for i, o in enumerate(outcomes) if isinstance(o, bytes) or o is None]
+        prepared = self.pipeline.prepare([outcomes[i] for i in readable], [known.get(urls[i]) for i in readable])
+        if self.pipeline.cache is not None:
+            fresh = {urls[i]: h for i, h in zip(readable, prepared.hashes, strict=True) if outcomes[i] is not None}
+            self.pipeline.cache.remember_urls(fresh)
         self.seconds["fetch"] += time.perf_counter() - started
-        return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        return PreparedTasks(list(tasks), tags, project, outcomes, readable, prepared, elapsed, urls)
+
+    def _cached_urls(self, urls: list[str], project: str | None) -> dict[str, str]:
+        """url -> content hash of the frames that need not be fetched (see `prepare`)."""
+        active = self._active(project)
+        if self.pipeline.cache is None or (active is not None and active[1].needs != "embeddings"):
+            return {}
+        return self.pipeline.cache.hashes_for_urls(self.pipeline.scorer.encoder_identity, urls)
 
     def finish(
         self,

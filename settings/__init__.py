@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     train_retries: int = 2
     preannotate_on_import: bool = True
     preannotate_chunk_size: int = 64
+    task_page_size: int = 500  # tasks per page when jobs read a project from Label Studio
+    rescore_chunk_size: int = 500  # re-scoring mostly reads cached embeddings: bigger chunks, fewer requests
     job_timeout_seconds: int = 4 * 3600
     promotion_metric: str = "roc_auc"
     promotion_confidence: float = 0.9  # a candidate must beat the active version beyond this bootstrap interval

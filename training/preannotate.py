@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from rq import get_current_job
 from rq.job import Job
@@ -25,9 +25,10 @@ from training.claims import claim
 from training.progress import JobProgress
 from training.queue import enqueue_vlm, release_pending, start_run
 from training.runs import Run
+from training.task_reads import lacking_version, unpredicted_ids
 
 log = logging.getLogger(__name__)
-MODES = ("missing", "all")  # tasks without any prediction / tasks without one of the served version
+WRITE_BATCH = 256  # predictions per bulk import into Label Studio
 
 
 @lru_cache(maxsize=1)
@@ -43,35 +44,32 @@ def _client(settings: Settings) -> LabelStudioClient:
     return label_studio_client(settings, "tasks cannot be read or written")
 
 
-def tasks_to_predict(tasks: list[dict], version: str, mode: str) -> list[dict]:
-    """Tasks (as listed with their predictions) that still need one: none at all, or none of `version`."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-
-    def done(task: dict) -> bool:
-        versions = [p.get("model_version") for p in task.get("predictions") or []]
-        return bool(versions) if mode == "missing" else version in versions
-
-    return [task for task in tasks if not done(task)]
-
-
 def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> dict:
     job = get_current_job()
     if job is not None:
         release_pending(job.connection, project_id, "preannotate", job.id)
     settings = get_settings()
     version = worker_service().model_version(str(project_id))
-    tasks = _client(settings).tasks(project_id)
-    todo = [t["id"] for t in tasks_to_predict(tasks, version, mode)]
-    JobProgress().log(f"{len(todo)} of {len(tasks)} tasks to pre-annotate with {version} ({mode}, {reason})")
+    client = _client(settings)
+    todo = list(unpredicted_ids(client, project_id, version, mode))
+    total = client.project(project_id).get("task_number")
+    JobProgress().log(f"{len(todo)} of {total} tasks to pre-annotate with {version} ({mode}, {reason})")
     return start_chunks(job, f"run-{project_id}-{int(time.time() * 1000)}", project_id, version, todo, settings)
 
 
 def start_chunks(
-    job: Job | None, run_id: str, project_id: int, version: str, todo: list[int], settings: Settings, **fields
+    job: Job | None,
+    run_id: str,
+    project_id: int,
+    version: str,
+    todo: list[int],
+    settings: Settings,
+    size: int = 0,
+    **fields,
 ) -> dict:
-    """Split `todo` into chunk jobs of a new run (a run with nothing to do finishes at once)."""
-    size = settings.preannotate_chunk_size
+    """Split `todo` into chunk jobs of `size` (default: the pre-annotation chunk size) of a new run (a run with
+    nothing to do finishes at once)."""
+    size = size or settings.preannotate_chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if job is not None:
         connection = job.connection
@@ -90,7 +88,8 @@ def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
     outcome = predict_and_write(project_id, task_ids, settings, run, owner=job.id)
     band = outcome.pop("band", [])
     if outcome["status"] == "done":  # counted once, when the chunk completes; a crashed attempt counts nothing
-        run.chunk_done(job.id, {"done": len(task_ids), "failed": outcome["failed"], "encoded": outcome["encoded"]})
+        counters = ("failed", "encoded", "read_ms", "write_ms", "total_ms")
+        run.chunk_done(job.id, {"done": len(task_ids)} | {name: outcome[name] for name in counters})
         if band:  # the generative VLM's jobs for the chunk's uncertain frames: after CLIP, never in its way
             outcome["vlm_job"] = enqueue_vlm(
                 job.connection, project_id, f"{job.id}-vlm", band, settings.job_timeout_seconds
@@ -107,8 +106,11 @@ def band_tasks(service: PredictionService, results: list[dict]) -> list[int]:
 
 def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, run: Run, owner: str) -> dict:
     """Predict the tasks that still lack the run's version and that this chunk claims; fetching and decoding
-    batch k+1 overlaps batch k. A re-scoring run superseded meanwhile stops before its next write. The result's
-    `band`: the written tasks in the VLM band, when VLM jobs are on."""
+    batch k+1 overlaps batch k; frames whose embedding is cached are not fetched again. Predictions are written
+    in bulk, `WRITE_BATCH` at a time. A re-scoring run superseded meanwhile stops before its next write. The
+    result's `band`: the written tasks in the VLM band, when VLM jobs are on; `*_ms`: time spent reading from
+    Label Studio, writing to it, and in all."""
+    started = time.perf_counter()
     service = worker_service()
     client = _client(settings)
     project = str(project_id)
@@ -117,38 +119,54 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
         run.connection.hset(run.key, "superseded", time.time())
         return {"status": "superseded", "served": version}
     label_config = client.project(project_id)["label_config"]
-    tasks = client.tasks(project_id, ids=task_ids)
-    todo = tasks_to_predict(tasks, version, "all")
+    todo = list(lacking_version(client, project_id, version, ids=task_ids))
+    read_seconds = time.perf_counter() - started
     mine = claim(run.connection, project_id, version, [t["id"] for t in todo], owner, settings.job_timeout_seconds)
     todo = [task for task in todo if task["id"] in mine]
     batch = service.pipeline.scorer.batch_size
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = failed = 0
+    write_seconds = 0.0
     encoded_before = service.pipeline.stats.encoded
     band: list[int] = []
+    pending: list[dict] = []
+
+    def write() -> None:
+        nonlocal written, write_seconds
+        run.record(pending)  # first: a retry after a crash mid-import finds these written and skips them
+        begun = time.perf_counter()
+        client.import_predictions(
+            project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in pending]
+        )
+        write_seconds += time.perf_counter() - begun
+        written += len(pending)
+        pending.clear()
+
+    prepare = partial(service.prepare, label_config=label_config, project=project, reuse_cached=True)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as prefetch:
-        upcoming = prefetch.submit(service.prepare, batches[0], label_config, project) if batches else None
+        upcoming = prefetch.submit(prepare, batches[0]) if batches else None
         for index in range(len(batches)):
             prepared = upcoming.result()
             if index + 1 < len(batches):
-                upcoming = prefetch.submit(service.prepare, batches[index + 1], label_config, project)
+                upcoming = prefetch.submit(prepare, batches[index + 1])
             results = service.finish(prepared, vlm_mode=VlmMode.OFF)
-            if run.superseded():
-                return {"status": "superseded", "written": written}
             good = [r for r in results if "result" in r]
-            run.record(good)  # first: a retry after a crash mid-import finds these written and skips them
-            client.import_predictions(
-                project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in good]
-            )
+            pending += good
             if settings.vlm_preannotate:
                 band += band_tasks(service, good)
-            written += len(good)
             failed += len(results) - len(good)
+            if len(pending) >= WRITE_BATCH or index + 1 == len(batches):
+                if run.superseded():
+                    return {"status": "superseded", "written": written}
+                write()
     return {
         "status": "done",
         "written": written,
-        "failed": failed + len(task_ids) - len(tasks),  # tasks deleted meanwhile count as failed
-        "already_done": len(tasks) - len(todo),  # predicted before, or claimed by another writer
+        "failed": failed,
+        "already_done": len(task_ids) - len(todo),  # predicted before, claimed by another writer, or deleted
         "encoded": service.pipeline.stats.encoded - encoded_before,
         "band": band,
+        "read_ms": round(read_seconds * 1000),
+        "write_ms": round(write_seconds * 1000),
+        "total_ms": round((time.perf_counter() - started) * 1000),
     }

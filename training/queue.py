@@ -331,7 +331,8 @@ def run_status(connection: redis.Redis, run_id: str) -> dict | None:
     elapsed = max(float(run.get("updated", run["started"])) - float(run["started"]), 1e-9)
     rate = done / elapsed if done else 0.0
     rescore = "rescore" in run
-    ended = {key: run[key] for key in ("switched", "superseded", "to_cluster", "clustered", "encoded") if key in run}
+    counters = ("switched", "superseded", "to_cluster", "clustered", "encoded", "read_ms", "write_ms", "total_ms")
+    ended = {key: run[key] for key in counters if key in run}
     finished = "superseded" in run or (done >= total and (not rescore or "switched" in run))
     return {
         "id": run_id,

@@ -9,17 +9,19 @@ without writing and they never switch `model_version`). Old predictions stay, as
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import redis
 from rq import get_current_job
 
-from labelstudio.tasks import is_unlabelled
+from labelstudio.client import LabelStudioClient
 from serving.components import label_studio_client
 from settings import Settings, get_settings
 from training.preannotate import start_chunks, worker_service
 from training.progress import JobProgress
 from training.queue import RESCORE_FUNCTION, JobQueue, QueueUnavailable
 from training.runs import RESCORE_SEQUENCE_KEY, newest_rescore
+from training.task_reads import UNLABELLED, labelled_tasks, lacking_version
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,16 @@ def enqueue_rescore(project_id: int, reason: str, settings: Settings | None = No
         return None
 
 
-def needs_rescoring(task: dict, version: str) -> bool:
-    """Unlabelled tasks without a prediction of `version`; labelled ones without any clustered prediction (Label
-    Studio reads the clusters an annotator solved from their predictions)."""
-    predictions = task.get("predictions") or []
-    if is_unlabelled(task):
-        return all(p.get("model_version") != version for p in predictions)
-    return all(p.get("cluster") is None for p in predictions)
+def has_cluster(task: dict) -> bool:
+    """Whether any of the task's predictions carries a cluster (Label Studio reads the clusters an annotator
+    solved from the predictions of labelled tasks)."""
+    return any(p.get("cluster") is not None for p in task.get("predictions") or [])
+
+
+def rescore_ids(client: LabelStudioClient, project_id: int, version: str) -> Iterator[int]:
+    """Unlabelled tasks without a prediction of `version`; labelled ones without any clustered prediction."""
+    yield from (task["id"] for task in lacking_version(client, project_id, version, filters=[UNLABELLED]))
+    yield from (task["id"] for task in labelled_tasks(client, project_id, ("predictions",)) if not has_cluster(task))
 
 
 def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> dict:
@@ -52,8 +57,9 @@ def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> d
         return {"status": "superseded", "sequence": sequence}
     settings = get_settings()
     version = worker_service().model_version(str(project_id))
-    tasks = label_studio_client(settings, "tasks cannot be re-scored").tasks(project_id)
-    todo = [t["id"] for t in tasks if needs_rescoring(t, version)]
-    JobProgress().log(f"re-scoring {len(todo)} of {len(tasks)} tasks with {version} ({reason})")
+    client = label_studio_client(settings, "tasks cannot be re-scored")
+    todo = list(rescore_ids(client, project_id, version))
+    total = client.project(project_id).get("task_number")
+    JobProgress().log(f"re-scoring {len(todo)} of {total} tasks with {version} ({reason})")
     run_id = f"run-{project_id}-rescore-{sequence}"
-    return start_chunks(job, run_id, project_id, version, todo, settings, rescore=sequence)
+    return start_chunks(job, run_id, project_id, version, todo, settings, settings.rescore_chunk_size, rescore=sequence)

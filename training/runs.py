@@ -123,7 +123,7 @@ def cluster_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
     wanted = {task: json.loads(value) for task, value in zip(task_ids, raw, strict=True) if value}
     client = _client()
     patched = 0
-    for task in client.tasks(project_id, ids=task_ids):
+    for task in client.iter_tasks(project_id, fields=("id", "predictions"), ids=task_ids):
         cluster, _, version = wanted.get(task["id"], (None, None, None))
         for prediction in task.get("predictions") or []:
             if prediction.get("model_version") == version and prediction.get("cluster") != cluster:

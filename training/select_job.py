@@ -8,97 +8,181 @@ replaces the previous one's ranks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from labelstudio.client import LabelStudioClient
-from labelstudio.label_config import SoilingTags, parse_soiling_config
-from labelstudio.tasks import human_label
+from labelstudio.label_config import parse_soiling_config
+from labelstudio.tasks import metadata_group
 from models.verdict import combine
-from serving.components import build_fetcher, label_studio_client
+from serving.components import label_studio_client
 from settings import Settings
-from training.frames import fetch_in_chunks, task_image
 from training.grouping import assign_groups, dhash
 from training.preannotate import worker_service
 from training.progress import JobProgress
-from training.selection import TAB_TITLES, Pool, select
+from training.selection import TAB_TITLES, Pool, ranked, suppress_near_duplicates
+from training.task_reads import unlabelled_tasks
+
+RANK_THREADS = 8  # concurrent rank updates
 
 
 def rank_field(strategy: str) -> str:
     return "lensguard_" + strategy.replace("-", "_")
 
 
-def build_pool(tasks: list[dict], tags: SoilingTags, project: str, settings: Settings, progress: JobProgress):
-    """Served probabilities, zero-shot and classifier probabilities, embeddings and groups of the frames."""
+SCORE_CHUNK = 500  # tasks read, embedded and scored at a time
+HASHED_PER_PICK = 4  # candidates hashed for near-duplicate groups per frame of the budget
+
+
+@dataclass
+class Frames:
+    """The unlabelled frames that could be scored: ids, image URLs, groups named by the tasks (or None)."""
+
+    ids: list[int] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    named: list[str | None] = field(default_factory=list)
+
+
+def build_pool(tasks: Iterable[dict], label_config: str, project: str, progress: JobProgress) -> tuple[Frames, Pool]:
+    """Served probabilities, zero-shot and classifier probabilities and embeddings of the frames, `SCORE_CHUNK`
+    tasks at a time; frames whose embedding is cached are not fetched (unless the classifier reads pixels).
+    The pool's groups are the tasks' named groups, else the task itself (see `hash_groups_of_candidates`)."""
     service = worker_service()
-    fetcher = build_fetcher(settings)
     active = service.classifiers.get(project) if service.classifiers else None
-    scorer = service.scorer(project)
-    kept, vectors, hashes, p_classifier = [], [], [], []
-    progress.stage("scoring unlabelled frames", total=len(tasks))
-    for chunk in fetch_in_chunks(fetcher, tasks, lambda t: task_image(t, tags.image_key), progress):
-        readable = [(t, b) for t, b in chunk if isinstance(b, bytes)]
-        embedded = service.pipeline.embed([b for _, b in readable])
-        good = [(t, b, e) for (t, b), e in zip(readable, embedded, strict=True) if not isinstance(e, Exception)]
-        if good and active is not None:
-            classifier = active[1]
+    classifier = active[1] if active is not None else None
+    frames = Frames()
+    vectors: list[np.ndarray] = []
+    p_classifier: list[float] = []
+    progress.stage("scoring unlabelled frames")
+    for part in chunked(tasks, SCORE_CHUNK):
+        batch = service.prepare(part, label_config, project, reuse_cached=True)
+        embedded = service.pipeline.finish(batch.prepared)
+        good = [(i, j) for j, (i, e) in enumerate(zip(batch.readable, embedded, strict=True)) if not _failed(e)]
+        if not good:
+            continue
+        block = np.stack([embedded[j] for _, j in good])
+        if classifier is not None:
             inputs = (
-                np.stack([e for _, _, e in good])
+                block
                 if classifier.needs == "embeddings"
-                else service.pipeline.pixels([b for _, b, _ in good], classifier.image_size)
+                else service.pipeline.pixels([batch.prepared.images[j] for _, j in good], classifier.image_size)
             )
             p_classifier.extend(classifier.predict_proba(inputs).tolist())
-        for task, data, vector in good:
-            kept.append(task)
-            vectors.append(vector)
-            hashes.append(dhash(data))
-    embeddings = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
-    zero_shot = scorer.score(embeddings) if vectors else []
+        vectors.append(block)
+        for i, _ in good:
+            frames.ids.append(part[i]["id"])
+            frames.urls.append(batch.urls[i] or "")
+            frames.named.append(metadata_group(part[i]))
+        progress.update(done=len(frames.ids))
+    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
+    zero_shot = service.scorer(project).score(embeddings) if vectors else []
     p_zs = np.array([r.p_dirty for r in zero_shot])
-    p_clf = np.array(p_classifier) if active is not None else None
+    p_clf = np.array(p_classifier) if classifier is not None else None
     served = np.array(
         [combine(r, None if p_clf is None else p_clf[i], service.combine).p_dirty for i, r in enumerate(zero_shot)]
     )
-    groups = assign_groups(kept, hashes)
-    return kept, Pool(served, embeddings, groups, p_zs, p_clf)
+    groups = [g or f"task:{task}" for g, task in zip(frames.named, frames.ids, strict=True)]
+    return frames, Pool(served, embeddings, groups, p_zs, p_clf)
+
+
+def _failed(embedding: object) -> bool:
+    return isinstance(embedding, Exception)
+
+
+def chunked(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    part: list[dict] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def hash_groups_of_candidates(frames: Frames, pool: Pool, candidates: np.ndarray) -> None:
+    """Perceptual-hash groups (consecutive frames of one scene) among the best candidates without a named
+    group: only they are fetched and hashed, so a 100k-frame project is never fetched whole for selection."""
+    unnamed = [int(i) for i in candidates if frames.named[i] is None]
+    fetched = worker_service().fetcher.fetch_many([frames.urls[i] for i in unnamed])
+    readable = [(i, data) for i, data in zip(unnamed, fetched, strict=True) if isinstance(data, bytes)]
+    hashes = []
+    for _, data in readable:
+        try:
+            hashes.append(dhash(data))
+        except (OSError, ValueError):
+            hashes.append(None)
+    named = assign_groups([{"id": frames.ids[i]} for i, _ in readable], hashes)
+    for (i, _), group in zip(readable, named, strict=True):
+        pool.groups[i] = group
 
 
 def run_selection(
     project_id: int, strategy: str, budget: int, settings: Settings, progress: JobProgress, per_group: int = 1
 ) -> dict:
     client = label_studio_client(settings, "frames cannot be selected")
-    tags = parse_soiling_config(client.project(project_id)["label_config"])
-    tasks = client.tasks(project_id)
-    unlabelled = [t for t in tasks if human_label(t, tags) is None and not t.get("annotations")]
-    progress.log(f"{len(unlabelled)} unlabelled of {len(tasks)} tasks; strategy {strategy}, budget {budget}")
-    kept, pool = build_pool(unlabelled, tags, str(project_id), settings, progress)
-    chosen = select(pool, strategy, budget, per_group) if kept else np.zeros(0, dtype=int)
-    selected = [kept[i]["id"] for i in chosen]
-    field = rank_field(strategy)
-    write_ranks(client, tasks, selected, field)
+    label_config = client.project(project_id)["label_config"]
+    parse_soiling_config(label_config)
+    frames, pool = build_pool(unlabelled_tasks(client, project_id), label_config, str(project_id), progress)
+    progress.log(f"{len(frames.ids)} unlabelled frames scored; strategy {strategy}, budget {budget}")
+    chosen = np.zeros(0, dtype=int)
+    if frames.ids:
+        order = ranked(pool, strategy, budget)
+        hash_groups_of_candidates(frames, pool, order[: budget * HASHED_PER_PICK])
+        chosen = suppress_near_duplicates(order, pool.groups, pool.embeddings, per_group, limit=budget)
+    selected = [frames.ids[i] for i in chosen]
+    field_name = rank_field(strategy)
+    changed = write_ranks(client, project_id, selected, field_name)
     title = TAB_TITLES[strategy]
-    view = ensure_tab(client, project_id, title, field)
-    progress.log(f"tab '{title}' (view {view['id']}) shows {len(selected)} frames")
+    view = ensure_tab(client, project_id, title, field_name)
+    progress.log(f"tab '{title}' (view {view['id']}) shows {len(selected)} frames; {changed} tasks updated")
     return {
         "strategy": strategy,
         "budget": budget,
         "selected": selected,
         "tab": title,
         "view": view["id"],
-        "field": field,
+        "field": field_name,
+        "updated": changed,
     }
 
 
-def write_ranks(client: LabelStudioClient, tasks: list[dict], selected: list[int], field: str) -> None:
+def ranked_filter(field_name: str) -> dict:
+    return {"filter": f"filter:tasks:data.{field_name}", "operator": "greater", "type": "Number", "value": 0}
+
+
+def write_ranks(
+    client: LabelStudioClient, project_id: int, selected: list[int], field_name: str, threads: int = RANK_THREADS
+) -> int:
+    """Rank the selected tasks in `field_name` and clear the rank of tasks an earlier selection picked: only
+    those tasks are read (a Data Manager filter on the field) and updated. Label Studio has no bulk update of
+    task data, so each changed task is one PATCH (of its whole data), `threads` at a time; unchanged ranks are
+    left alone. Returns how many tasks were updated."""
     rank = {task_id: position + 1 for position, task_id in enumerate(selected)}
-    for task in tasks:
+    old = {
+        t["id"]: t for t in client.iter_tasks(project_id, fields=("id", "data"), filters=[ranked_filter(field_name)])
+    }
+    new = {t["id"]: t for t in client.iter_tasks(project_id, fields=("id", "data"), ids=selected)} if selected else {}
+    updates: list[tuple[int, dict]] = []
+    for task_id, task in {**old, **new}.items():
         data = dict(task.get("data") or {})
-        if task["id"] in rank:
-            data[field] = rank[task["id"]]
-        elif field in data:
-            del data[field]  # picked by an earlier selection, not by this one
+        if task_id in rank:
+            if data.get(field_name) == rank[task_id]:
+                continue
+            data[field_name] = rank[task_id]
         else:
-            continue
-        client.request("PATCH", f"/api/tasks/{task['id']}", json={"data": data})
+            data.pop(field_name, None)  # picked by an earlier selection, not by this one
+        updates.append((task_id, data))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranks") as pool:
+        list(
+            pool.map(
+                lambda update: client.request("PATCH", f"/api/tasks/{update[0]}", json={"data": update[1]}), updates
+            )
+        )
+    return len(updates)
 
 
 def ensure_tab(client: LabelStudioClient, project_id: int, title: str, field: str) -> dict:
@@ -108,7 +192,7 @@ def ensure_tab(client: LabelStudioClient, project_id: int, title: str, field: st
         "type": "list",
         "filters": {
             "conjunction": "and",
-            "items": [{"filter": f"filter:tasks:data.{field}", "operator": "greater", "type": "Number", "value": 0}],
+            "items": [ranked_filter(field)],
         },
         "ordering": [f"tasks:data.{field}"],
         # keyed like the ordering: Label Studio then sorts the ranks as numbers (PostgreSQL compares text otherwise)

@@ -49,33 +49,49 @@ def likely_dirty(pool: Pool) -> np.ndarray:
 
 
 def k_center_greedy(embeddings: np.ndarray, k: int, candidates: np.ndarray | None = None) -> np.ndarray:
-    """Farthest-first traversal: each pick is the candidate farthest (cosine) from everything picked so far."""
+    """Farthest-first traversal: each pick is the candidate farthest (cosine) from everything picked so far.
+    O(k x candidates) time, memory for one distance per candidate (no pairwise matrix)."""
+    points = embeddings if candidates is None else embeddings[np.asarray(candidates)]
     candidates = np.arange(len(embeddings)) if candidates is None else np.asarray(candidates)
     if len(candidates) == 0 or k <= 0:
         return np.zeros(0, dtype=int)
-    points = embeddings[candidates]
     centre = points.mean(axis=0)
-    first = int(np.argmax(np.linalg.norm(points - centre, axis=1)))  # the most atypical frame starts
+    first = int(np.argmax(_row_distances(points, centre)))  # the most atypical frame starts
     chosen = [first]
     distance = 1 - points @ points[first]
+    distance[first] = -np.inf
     for _ in range(min(k, len(candidates)) - 1):
-        distance[chosen] = -np.inf
         nxt = int(np.argmax(distance))
         chosen.append(nxt)
-        distance = np.minimum(distance, 1 - points @ points[nxt])
+        np.minimum(distance, 1 - points @ points[nxt], out=distance)
+        distance[nxt] = -np.inf  # the minimum keeps every pick at -inf
     return candidates[np.array(chosen)]
 
 
-def diversity(pool: Pool, budget: int = 0) -> np.ndarray:
-    return k_center_greedy(pool.embeddings, len(pool.embeddings))
+def _row_distances(points: np.ndarray, centre: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Euclidean distance of each row to `centre`, a block of rows at a time (no n x d temporary)."""
+    return np.concatenate(
+        [np.linalg.norm(points[i : i + block] - centre, axis=1) for i in range(0, len(points), block)] or [np.zeros(0)]
+    )
+
+
+def _then_rest(picked: np.ndarray, n: int, key: np.ndarray | None = None) -> np.ndarray:
+    """`picked`, then every other index (by `key` ascending, else in index order)."""
+    rest = np.setdiff1d(np.arange(n), picked)
+    return np.concatenate([picked, rest if key is None else rest[np.argsort(key[rest], kind="stable")]])
+
+
+def diversity(pool: Pool, budget: int = 0, factor: int = 4) -> np.ndarray:
+    """k-center greedy over all frames for `factor x budget` picks (all frames when no budget), then the rest."""
+    n = len(pool.embeddings)
+    return _then_rest(k_center_greedy(pool.embeddings, min(n, budget * factor) if budget else n), n)
 
 
 def combined(pool: Pool, budget: int = 0, factor: int = 4) -> np.ndarray:
     """The most uncertain `factor x budget` frames, then spread among them by k-center greedy."""
     uncertain = least_confident(pool)[: max(budget * factor, budget)]
     spread = k_center_greedy(pool.embeddings, len(uncertain), uncertain)
-    rest = np.setdiff1d(np.arange(len(pool.p_dirty)), spread, assume_unique=False)
-    return np.concatenate([spread, rest[np.argsort(np.maximum(pool.p_dirty, 1 - pool.p_dirty)[rest])]])
+    return _then_rest(spread, len(pool.p_dirty), np.maximum(pool.p_dirty, 1 - pool.p_dirty))
 
 
 STRATEGIES: dict[str, Callable[..., np.ndarray]] = {
@@ -99,25 +115,41 @@ TAB_TITLES = {
 
 
 def suppress_near_duplicates(
-    order: np.ndarray, groups: Sequence[str], embeddings: np.ndarray, per_group: int = 1, max_similarity: float = 0.97
+    order: np.ndarray,
+    groups: Sequence[str],
+    embeddings: np.ndarray,
+    per_group: int = 1,
+    max_similarity: float = 0.97,
+    limit: int | None = None,
 ) -> np.ndarray:
-    """Keep at most `per_group` frames of one group, and none almost identical to a frame already kept."""
+    """Keep at most `per_group` frames of one group, and none almost identical to a frame already kept; stop
+    once `limit` are kept. O(considered x kept) time, memory for the kept embeddings only."""
+    limit = len(order) if limit is None else limit
     kept: list[int] = []
+    kept_vectors = np.zeros((max(min(limit, len(order)), 1), embeddings.shape[1]), dtype=embeddings.dtype)
     seen: dict[str, int] = {}
     for index in order:
+        if len(kept) >= limit:
+            break
         group = groups[index]
         if seen.get(group, 0) >= per_group:
             continue
-        if kept and float(np.max(embeddings[kept] @ embeddings[index])) > max_similarity:
+        if kept and float(np.max(kept_vectors[: len(kept)] @ embeddings[index])) > max_similarity:
             continue
+        kept_vectors[len(kept)] = embeddings[index]
         kept.append(int(index))
         seen[group] = seen.get(group, 0) + 1
     return np.array(kept, dtype=int)
 
 
-def select(pool: Pool, strategy: str, budget: int, per_group: int = 1) -> np.ndarray:
+def ranked(pool: Pool, strategy: str, budget: int) -> np.ndarray:
+    """Every frame's index, best candidate first, by `strategy`."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     rank = STRATEGIES[strategy]
-    order = rank(pool, budget) if strategy in ("diversity", "combined") else rank(pool)
-    return suppress_near_duplicates(order, pool.groups, pool.embeddings, per_group)[:budget]
+    return rank(pool, budget) if strategy in ("diversity", "combined") else rank(pool)
+
+
+def select(pool: Pool, strategy: str, budget: int, per_group: int = 1) -> np.ndarray:
+    order = ranked(pool, strategy, budget)
+    return suppress_near_duplicates(order, pool.groups, pool.embeddings, per_group, limit=budget)

@@ -16,9 +16,10 @@ from models.vlm import VlmAnswer
 from serving.components import label_studio_client
 from serving.vlm import VlmMode
 from settings import get_settings
-from training.preannotate import tasks_to_predict, worker_service
+from training.preannotate import worker_service
 from training.progress import JobProgress
 from training.queue import connect
+from training.task_reads import lacking_version
 from training.vlm_answers import record_answers
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,7 @@ def vlm_job(project_id: int, task_ids: list[int]) -> dict:
     project = str(project_id)
     version = service.vlm.version(service.model_version(project))
     label_config = client.project(project_id)["label_config"]
-    tasks = client.tasks(project_id, ids=task_ids)
-    todo = tasks_to_predict(tasks, version, "all")
+    todo = list(lacking_version(client, project_id, version, ids=task_ids))
     progress.stage(f"asking {service.vlm.explainer.version}", total=len(todo))
     job = get_current_job()
     connection = job.connection if job is not None else connect(settings.redis_url)
@@ -63,6 +63,6 @@ def vlm_job(project_id: int, task_ids: list[int]) -> dict:
         "written": written,
         "unparsed": unparsed,
         "not_sent": len(todo) - written,  # left the band (a newer served model) or over the hourly cap
-        "already_done": len(tasks) - len(todo),
+        "already_done": len(task_ids) - len(todo),  # or deleted
         "version": version,
     }

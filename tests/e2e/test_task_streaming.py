@@ -1,0 +1,44 @@
+"""Streamed task reads against real Label Studio (PostgreSQL): keyset pages in id order, only the fields asked
+for, Data Manager filters, the version column, a selection of ids."""
+
+from __future__ import annotations
+
+import uuid
+
+from labelstudio.client import LabelStudioClient
+from labelstudio.tasks import prediction_versions
+from lensguard.launcher import REPO_ROOT
+from training.task_reads import UNLABELLED, UNPREDICTED, lacking_version, unpredicted_ids
+
+SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
+CHOICE = {"from_name": "soiling", "to_name": "image", "type": "choices", "value": {"choices": ["dirty"]}}
+
+
+def test_iter_tasks_pages_by_id_with_only_the_fields_asked_for(ls_client: LabelStudioClient):
+    project = ls_client.sdk.projects.create(title=f"stream-{uuid.uuid4().hex[:6]}", label_config=SOILING_XML).id
+    rows = [{"image": f"/data/upload/1/f{i}.jpg", "camera": f"c{i % 3}"} for i in range(23)]
+    ls_client.request("POST", f"/api/projects/{project}/import", json=rows)
+    ids = [t["id"] for t in ls_client.iter_tasks(project, fields=("id",), page_size=5)]
+    assert len(ids) == 23 and ids == sorted(ids), "every task once, in id order, over five pages"
+    first = next(ls_client.iter_tasks(project, page_size=5))
+    assert set(first) == {"id", "data"} and first["data"]["camera"] == "c0"
+
+    ls_client.annotate(ids[0], [CHOICE])
+    ls_client.import_predictions(
+        project, [{"task": t, "result": [], "score": 0.5, "model_version": "v1"} for t in ids[:4]]
+    )
+    ls_client.import_predictions(project, [{"task": ids[1], "result": [], "score": 0.5, "model_version": "v2+x"}])
+    unlabelled = [t["id"] for t in ls_client.iter_tasks(project, fields=("id",), filters=[UNLABELLED], page_size=5)]
+    assert unlabelled == ids[1:]
+    unpredicted = [t["id"] for t in ls_client.iter_tasks(project, fields=("id",), filters=[UNPREDICTED], page_size=4)]
+    assert unpredicted == ids[4:]
+    assert list(unpredicted_ids(ls_client, project, "v1", "missing")) == ids[4:]
+    assert list(unpredicted_ids(ls_client, project, "v2", "all")) == ids, "v2+x is another version than v2"
+
+    listed = {t["id"]: t for t in ls_client.iter_tasks(project, fields=("id", "predictions_model_versions"))}
+    assert prediction_versions(listed[ids[1]]) == {"v1", "v2+x"} and prediction_versions(listed[ids[5]]) == set()
+    chosen = [ids[1], ids[2], ids[7]]
+    assert [t["id"] for t in lacking_version(ls_client, project, "v1", ids=chosen)] == [ids[7]]
+    [full] = ls_client.iter_tasks(project, fields=("id", "annotations", "predictions"), ids=[ids[0]])
+    assert full["annotations"][0]["result"][0]["value"]["choices"] == ["dirty"]
+    assert [p["model_version"] for p in full["predictions"]] == ["v1"]

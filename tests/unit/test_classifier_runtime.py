@@ -31,7 +31,8 @@ def frames(count: int = 12) -> list[np.ndarray]:
 def test_the_exported_classifier_gives_the_same_probabilities(classifier, tmp_path, runtime):
     fast = on_runtime(classifier, runtime, tmp_path, "project1-finetune", FidelityFloors())
     assert fast.runtime == runtime and fast.fidelity.verdict_agreement == 1.0
-    np.testing.assert_allclose(fast.predict_proba(frames(), batch_size=5), classifier.predict_proba(frames()), atol=1e-4)
+    expected = classifier.predict_proba(frames())
+    np.testing.assert_allclose(fast.predict_proba(frames(), batch_size=5), expected, atol=1e-4)
     assert fast.predict_proba([]).shape == (0,)
 
 

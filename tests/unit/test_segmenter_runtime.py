@@ -32,7 +32,8 @@ def frames(count: int = 5) -> list[np.ndarray]:
 def test_masks_and_coverage_match_pytorch(segmenter, tmp_path, runtime):
     fast = on_runtime(segmenter, runtime, tmp_path, "project1-segmenter", FidelityFloors())
     assert fast.runtime == runtime and fast.fidelity.verdict_agreement > 0.999
-    np.testing.assert_allclose(fast.predict_probabilities(frames()), segmenter.predict_probabilities(frames()), atol=1e-4)
+    expected = segmenter.predict_probabilities(frames())
+    np.testing.assert_allclose(fast.predict_probabilities(frames()), expected, atol=1e-4)
     masks, coverage = fast.predict_with_coverage(frames(), (4, 2))
     expected_masks, expected_coverage = segmenter.predict_with_coverage(frames(), (4, 2))
     assert (masks == expected_masks).mean() > 0.999

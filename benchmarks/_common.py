@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -45,3 +46,24 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def random_clip_env(
+    label_studio_url: str, token: str, model: str, data_dir: str | Path, redis_url: str, image_host: str | None = None
+) -> dict[str, str]:
+    """The environment of a benchmark's backend and workers: a CLIP of random weights on the CPU reading Label
+    Studio with `token`, and, where given, the benchmark's loopback image server let through the SSRF guard."""
+    env = {
+        "LENSGUARD_LABEL_STUDIO_URL": label_studio_url,
+        "LENSGUARD_LABEL_STUDIO_API_KEY": token,
+        "LENSGUARD_CLIP_MODEL": model,
+        "LENSGUARD_CLIP_PRETRAINED": "none",
+        "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
+        "LENSGUARD_DEVICE": "cpu",
+        "LENSGUARD_DATA_DIR": str(data_dir),
+        "LENSGUARD_REDIS_URL": redis_url,
+    }
+    if image_host:
+        env["LENSGUARD_ALLOWED_IMAGE_HOSTS"] = image_host
+        env["LENSGUARD_ALLOWED_IMAGE_NETWORKS"] = "127.0.0.1/32"
+    return env

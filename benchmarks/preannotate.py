@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from benchmarks._common import timed
+from benchmarks._common import random_clip_env, timed
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -95,14 +95,7 @@ def main() -> None:
             queue = JobQueue(redis_url, retries=1)
             for count in [int(w) for w in args.workers.split(",")]:
                 env = {
-                    "LENSGUARD_LABEL_STUDIO_URL": login.url,
-                    "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
-                    "LENSGUARD_CLIP_MODEL": args.model,
-                    "LENSGUARD_CLIP_PRETRAINED": "none",
-                    "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
-                    "LENSGUARD_DEVICE": "cpu",
-                    "LENSGUARD_DATA_DIR": str(state / f"lensguard-{count}"),
-                    "LENSGUARD_REDIS_URL": redis_url,
+                    **random_clip_env(login.url, pat, args.model, state / f"lensguard-{count}", redis_url),
                 }
                 workers = [start_worker(env, state / f"worker-{count}-{i}.log") for i in range(count)]
                 try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from benchmarks._common import LocalServer
+from benchmarks._common import LocalServer, random_clip_env
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -95,16 +95,7 @@ def main() -> None:
             wait_healthy(login.url, 300, ls, state / "ls.log")
             pat = personal_access_token(login.url, login.token, state / "pat")
             env = {
-                "LENSGUARD_LABEL_STUDIO_URL": login.url,
-                "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
-                "LENSGUARD_CLIP_MODEL": args.model,
-                "LENSGUARD_CLIP_PRETRAINED": "none",
-                "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
-                "LENSGUARD_DEVICE": "cpu",
-                "LENSGUARD_DATA_DIR": str(state / "lensguard"),
-                "LENSGUARD_REDIS_URL": args.redis,
-                "LENSGUARD_ALLOWED_IMAGE_HOSTS": host,
-                "LENSGUARD_ALLOWED_IMAGE_NETWORKS": "127.0.0.1/32",  # the local image server (SSRF guard)
+                **random_clip_env(login.url, pat, args.model, state / "lensguard", args.redis, host),
                 "LENSGUARD_PREANNOTATE_CHUNK_SIZE": str(args.chunk_size),
             }
             settings = Settings(_env_file=None, **{k.removeprefix("LENSGUARD_").lower(): v for k, v in env.items()})

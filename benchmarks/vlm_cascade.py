@@ -117,6 +117,7 @@ def preannotate_rows(args) -> list[str]:
 
     import redis
 
+    from benchmarks._common import random_clip_env
     from benchmarks.preannotate import run
     from labelstudio.client import LabelStudioClient
     from lensguard.launcher import (
@@ -156,14 +157,7 @@ def preannotate_rows(args) -> list[str]:
             band_low = None
             for cascade in ("off", "on"):
                 env = {
-                    "LENSGUARD_LABEL_STUDIO_URL": login.url,
-                    "LENSGUARD_LABEL_STUDIO_API_KEY": pat,
-                    "LENSGUARD_CLIP_MODEL": args.model,
-                    "LENSGUARD_CLIP_PRETRAINED": "none",
-                    "LENSGUARD_ALLOW_RANDOM_WEIGHTS": "true",
-                    "LENSGUARD_DEVICE": "cpu",
-                    "LENSGUARD_DATA_DIR": str(state / f"lensguard-{cascade}"),
-                    "LENSGUARD_REDIS_URL": args.redis,
+                    **random_clip_env(login.url, pat, args.model, state / f"lensguard-{cascade}", args.redis),
                     "LENSGUARD_VLM_MODEL": tiny if cascade == "on" else "none",
                     "LENSGUARD_VLM_FORCE_ON_CPU": "true",
                     "LENSGUARD_VLM_MAX_NEW_TOKENS": "16",

@@ -94,9 +94,11 @@ def create_encoder(runtime: str, source: EncoderSource) -> ImageEncoder:
 def exported(runtime: str, source: EncoderSource, what: str) -> ImageEncoder:
     """`create_encoder` for a network that may not export (an operator ONNX lacks): RuntimeUnavailableError
     saying so, for the caller to serve it with PyTorch."""
+    if runtime not in RUNTIMES:
+        return create_encoder(runtime, source)  # its ValueError names the known runtimes
     try:
         return create_encoder(runtime, source)
-    except (RuntimeUnavailableError, ValueError):
+    except RuntimeUnavailableError:
         raise
-    except Exception as exc:  # torch.onnx and the runtimes raise many kinds of errors
+    except Exception as exc:  # torch.onnx and the runtimes raise many kinds of errors, ValueError among them
         raise RuntimeUnavailableError(f"{what} does not run on {runtime}: {type(exc).__name__}: {exc}") from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,33 +13,58 @@ class LocalServer(ThreadingHTTPServer):
     request_queue_size = 128  # the default backlog of 5 drops concurrent connections (1 s SYN retries)
 
 
-def serve_bytes(files: dict[str, bytes], token: str) -> tuple[str, Callable[[], None]]:
-    """Serve `files` by path over local HTTP, like Label Studio's /data/upload (token required)."""
+Respond = Callable[[BaseHTTPRequestHandler], tuple[int, bytes | None]]
+
+
+def start_server(respond: Respond) -> LocalServer:
+    """A loopback HTTP server in a thread answering GET with `respond(request)` -> (status, JPEG body or None)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = files.get(self.path)
-            if self.headers.get("Authorization") != f"Token {token}" or body is None:
-                self.send_response(401 if body is not None else 404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
+            status, body = respond(self)
+            self.send_response(status)
+            if body is not None:
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if body is not None:
+                self.wfile.write(body)
 
         def log_message(self, *args):
             pass
 
     server = LocalServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def serve_bytes(files: dict[str, bytes], token: str) -> tuple[str, Callable[[], None]]:
+    """Serve `files` by path over local HTTP, like Label Studio's /data/upload (token required)."""
+
+    def respond(request: BaseHTTPRequestHandler) -> tuple[int, bytes | None]:
+        body = files.get(request.path)
+        if request.headers.get("Authorization") != f"Token {token}" or body is None:
+            return (401 if body is not None else 404), None
+        return 200, body
+
+    server = start_server(respond)
 
     def shutdown() -> None:
         server.shutdown()
         server.server_close()
 
     return f"http://127.0.0.1:{server.server_address[1]}", shutdown
+
+
+def distinct_frame(frames: Sequence[bytes], index: int) -> bytes:
+    """Frame `index` of a repeating set plus 4 trailing bytes: its own file (and content hash), the same picture."""
+    return frames[index % len(frames)] + index.to_bytes(4, "big")
+
+
+def numbered_image_server(frame: Callable[[int], bytes]) -> tuple[str, LocalServer]:
+    """Serve `/<index>.jpg` -> `frame(index)`; returns (host:port, server)."""
+    server = start_server(lambda request: (200, frame(int(request.path.strip("/").split(".")[0]))))
+    return f"127.0.0.1:{server.server_address[1]}", server
 
 
 def timed(fn: Callable[[], object]) -> float:

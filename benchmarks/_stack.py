@@ -72,6 +72,14 @@ def dev_set_split(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return labels, train, held_out
 
 
+def inner_split(rows: list[dict], labels: np.ndarray, train_part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inner training, inner validation) indices: a grouped 25% of the training part for early stopping, as
+    the training job's own inner split (the held-out part stays untouched)."""
+    groups = np.array([r["group"] for r in rows])
+    inner_t, inner_v = grouped_split(labels[train_part], groups[train_part], val_fraction=0.25, seed=0)
+    return train_part[inner_t], train_part[inner_v]
+
+
 @contextmanager
 def local_stack(state: Path, redis_db: int, settings: dict[str, str]) -> Iterator[Stack]:
     redis_url = f"redis://127.0.0.1:6379/{redis_db}"

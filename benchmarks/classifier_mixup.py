@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from benchmarks._stack import DEV_SET, dev_set_rows, dev_set_split
+from benchmarks._stack import DEV_SET, dev_set_rows, dev_set_split, inner_split
 from models.pipeline import decode_image
 from training.finetune import FinetuneConfig, finetune
-from training.grouping import grouped_split
 from training.progress import JobProgress
 
 
@@ -43,9 +42,7 @@ def main() -> None:
     if rows is None:
         return
     labels, train_part, held = dev_set_split(rows)
-    groups = np.array([r["group"] for r in rows])
-    inner_t, inner_v = grouped_split(labels[train_part], groups[train_part], val_fraction=0.25, seed=0)
-    inner_train, inner_val = train_part[inner_t], train_part[inner_v]
+    inner_train, inner_val = inner_split(rows, labels, train_part)
     pixels = [decode_image((DEV_SET / r["image"]).read_bytes(), (args.size, args.size), 10**9) for r in rows]
     weights = np.ones(len(rows), np.float32)
     base = FinetuneConfig(

@@ -40,14 +40,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import redis
 from rq import Queue
 
-from benchmarks._common import LocalServer, random_clip_env
+from benchmarks._common import distinct_frame, numbered_image_server, random_clip_env
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -85,28 +84,10 @@ class Frames:
     dirty: list[bool]
 
     def data(self, index: int) -> bytes:
-        return self.base[index % len(self.base)] + index.to_bytes(4, "big")
+        return distinct_frame(self.base, index)
 
     def label(self, index: int) -> str:
         return "dirty" if self.dirty[index % len(self.base)] else "clean"
-
-
-def image_server(frames: Frames) -> tuple[str, LocalServer]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = frames.data(int(self.path.strip("/").split(".")[0]))
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = LocalServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"127.0.0.1:{server.server_address[1]}", server
 
 
 def rss_mib(pid: int) -> float:
@@ -326,7 +307,7 @@ def main() -> None:
     redis.Redis.from_url(args.redis).flushdb()
     images = make_frames(args.base_frames, 1280, 720, dirty_fraction=0.5, seed=7)
     frames = Frames([f.jpeg(85) for f in images], [f.is_dirty for f in images])
-    host, server = image_server(frames)
+    host, server = numbered_image_server(frames.data)
     server_db = PostgresDatabase.from_url(args.postgres)
     database = PostgresDatabase(**{**vars(server_db), "name": f"lensguard_large_{secrets.token_hex(4)}"})
     database.create()

@@ -16,14 +16,12 @@ import argparse
 import json
 import secrets
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import redis
 
-from benchmarks._common import LocalServer, random_clip_env
+from benchmarks._common import distinct_frame, numbered_image_server, random_clip_env
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -41,25 +39,6 @@ from training.queue import JobQueue
 from training.synthetic import make_frames
 
 CONFIG = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
-
-
-def image_server(frames: list[bytes]) -> tuple[str, LocalServer]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            index = int(self.path.strip("/").split(".")[0])
-            body = frames[index % len(frames)] + index.to_bytes(4, "big")  # distinct bytes, distinct cache keys
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = LocalServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"127.0.0.1:{server.server_address[1]}", server
 
 
 def wait_run(queue: JobQueue, plan_id: str) -> dict:
@@ -82,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     redis.Redis.from_url(args.redis).flushdb()
     frames = [f.jpeg() for f in make_frames(64, 320, 180, dirty_fraction=0.3, seed=5)]
-    host, server = image_server(frames)
+    host, server = numbered_image_server(lambda index: distinct_frame(frames, index))
     with tempfile.TemporaryDirectory() as state_dir:
         state = Path(state_dir)
         port = free_port()

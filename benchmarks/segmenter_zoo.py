@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks._stack import DEV_SET, dev_set_rows, dev_set_split
+from benchmarks._stack import DEV_SET, dev_set_rows, dev_set_split, inner_split
 from models.pipeline import decode_image
 from models.segmenter import NUM_CLASSES, Segmenter, SegmenterSpec, create_segmenter
 from models.segmenter.stitching import tile_means
-from training.grouping import grouped_split
 from training.mask_gate import choose_gate
 from training.progress import JobProgress
 from training.segment import SegmenterConfig, train_segmenter
@@ -194,9 +193,7 @@ def main() -> None:
     if rows is None:
         return
     labels, train_part, held = dev_set_split(rows)
-    groups = np.array([r["group"] for r in rows])
-    inner_t, inner_v = grouped_split(labels[train_part], groups[train_part], val_fraction=0.25, seed=0)
-    inner_train, inner_val = train_part[inner_t], train_part[inner_v]
+    inner_train, inner_val = inner_split(rows, labels, train_part)
     pixels, masks = [], []
     for r in rows:
         pixels.append(decode_image((DEV_SET / r["image"]).read_bytes(), args.size, 10**9))

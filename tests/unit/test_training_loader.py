@@ -90,27 +90,23 @@ def test_a_training_set_keeps_its_frames_in_the_cache_and_the_finetune_trains_fr
         file_server.files[f"/data/upload/1/f{i}.jpg"] = frame.jpeg()
     tasks = [annotated(i, "dirty" if f.is_dirty else "clean") for i, f in enumerate(frames)]
     cache = FrameCache(tmp_path / "frames")
-    data = build_training_set(
-        tasks,
-        parse_soiling_config(soiling_config),
-        SoilingPipeline(tiny_clip, None),
-        ImageFetcher(file_server.url, None),
-        JobProgress(),
-        pixel_size=32,
-        frame_cache=cache,
-    )
+
+    def build():
+        return build_training_set(
+            tasks,
+            parse_soiling_config(soiling_config),
+            SoilingPipeline(tiny_clip, None),
+            ImageFetcher(file_server.url, None),
+            JobProgress(),
+            pixel_size=32,
+            frame_cache=cache,
+        )
+
+    data = build()
     assert isinstance(data.pixels, CachedArrays) and len(data.pixels) == 12
     assert {p.parent.parent for p in data.pixels.paths} == {tmp_path / "frames" / "frame-32x32"}
     assert data.pixels[0].shape == (32, 32, 3) and data.embeddings.shape[0] == 12
-    again = build_training_set(
-        tasks,
-        parse_soiling_config(soiling_config),
-        SoilingPipeline(tiny_clip, None),
-        ImageFetcher(file_server.url, None),
-        JobProgress(),
-        pixel_size=32,
-        frame_cache=cache,
-    )
+    again = build()
     assert again.pixels.paths == data.pixels.paths and len(list(cache.files())) == 12, "stored once"
 
     config = FinetuneConfig(

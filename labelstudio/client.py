@@ -88,6 +88,17 @@ class LabelStudioClient:
     def project(self, project_id: int) -> dict:
         return self.request("GET", f"/api/projects/{project_id}").json()
 
+    def feature_flags(self) -> dict[str, object] | None:
+        """The server's feature flags (its `/feature-flags/` page, JSON inside <pre>), or None if unreadable (the
+        page takes session or JWT auth: a personal access token reads it, a legacy token does not)."""
+        try:
+            response = self._http.get("/feature-flags/", headers=self.auth.header())
+            text = response.text.strip().removeprefix("<pre>").removesuffix("</pre>")
+            flags = json.loads(text) if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return flags if isinstance(flags, dict) else None
+
     def update_project(self, project_id: int, **fields) -> dict:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from labelstudio.server_flags import RECOMMENDED_ENV
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Label Studio refuses ML-backend and webhook URLs on loopback/private networks unless told otherwise; a local
@@ -75,6 +77,7 @@ def start_label_studio(
     env = {
         **os.environ,
         **LOCAL_BACKEND_ENV,
+        **RECOMMENDED_ENV,
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
         "LATEST_VERSION_CHECK": "false",
         "SENTRY_DSN": "",

@@ -17,6 +17,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from labelstudio.client import LabelStudioClient
+from labelstudio.server_flags import slow_import_warning
 from serving.components import build_serving, label_studio_client
 from serving.service import PredictionService
 from serving.vlm import VlmMode
@@ -54,7 +55,17 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
     todo = list(unpredicted_ids(client, project_id, version, mode))
     total = client.project(project_id).get("task_number")
     JobProgress().log(f"{len(todo)} of {total} tasks to pre-annotate with {version} ({mode}, {reason})")
-    return start_chunks(job, f"run-{project_id}-{int(time.time() * 1000)}", project_id, version, todo, settings)
+    planned = start_chunks(job, f"run-{project_id}-{int(time.time() * 1000)}", project_id, version, todo, settings)
+    return planned | server_warnings(client)
+
+
+def server_warnings(client: LabelStudioClient) -> dict:
+    """{"warnings": [...]} for what slows the run down on Label Studio's side (logged too), else {}."""
+    warning = slow_import_warning(client.feature_flags())
+    if warning is None:
+        return {}
+    log.warning(warning)
+    return {"warnings": [warning]}
 
 
 def start_chunks(

@@ -17,7 +17,7 @@ from rq import get_current_job
 from labelstudio.client import LabelStudioClient
 from serving.components import label_studio_client
 from settings import Settings, get_settings
-from training.preannotate import start_chunks, worker_service
+from training.preannotate import server_warnings, start_chunks, worker_service
 from training.progress import JobProgress
 from training.queue import RESCORE_FUNCTION, JobQueue, QueueUnavailable
 from training.runs import RESCORE_SEQUENCE_KEY, newest_rescore
@@ -62,4 +62,6 @@ def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> d
     total = client.project(project_id).get("task_number")
     JobProgress().log(f"re-scoring {len(todo)} of {total} tasks with {version} ({reason})")
     run_id = f"run-{project_id}-rescore-{sequence}"
-    return start_chunks(job, run_id, project_id, version, todo, settings, settings.rescore_chunk_size, rescore=sequence)
+    size = settings.rescore_chunk_size
+    planned = start_chunks(job, run_id, project_id, version, todo, settings, size, rescore=sequence)
+    return planned | server_warnings(client)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from labelstudio.client import LabelStudioClient
+from labelstudio.server_flags import FAST_PREDICTION_IMPORT, slow_import_warning
 from labelstudio.tasks import prediction_versions
 from lensguard.launcher import REPO_ROOT
 from training.task_reads import UNLABELLED, UNPREDICTED, lacking_version, unpredicted_ids
@@ -42,3 +43,19 @@ def test_iter_tasks_pages_by_id_with_only_the_fields_asked_for(ls_client: LabelS
     [full] = ls_client.iter_tasks(project, fields=("id", "annotations", "predictions"), ids=[ids[0]])
     assert full["annotations"][0]["result"][0]["value"]["choices"] == ["dirty"]
     assert [p["model_version"] for p in full["predictions"]] == ["v1"]
+
+
+def test_label_studio_started_by_lensguard_imports_predictions_on_the_fast_path(ls_client, label_studio, ls_pat):
+    assert ls_client.feature_flags() is None, "the flags page is a plain Django view: a legacy token cannot read it"
+    flags = LabelStudioClient(label_studio.url, ls_pat).feature_flags()
+    assert flags is not None and flags[FAST_PREDICTION_IMPORT] is True
+    assert slow_import_warning(flags) is None
+    assert "legacy path" in slow_import_warning({**flags, FAST_PREDICTION_IMPORT: False})
+    project = ls_client.sdk.projects.create(title=f"fast-{uuid.uuid4().hex[:6]}", label_config=SOILING_XML).id
+    ls_client.request("POST", f"/api/projects/{project}/import", json=[{"image": f"/f{i}.jpg"} for i in range(6)])
+    ids = [t["id"] for t in ls_client.iter_tasks(project, fields=("id",))]
+    ls_client.import_predictions(
+        project, [{"task": t, "result": [CHOICE], "score": 0.5, "model_version": "v1"} for t in ids[:4]]
+    )
+    counted = {t["id"]: t["total_predictions"] for t in ls_client.iter_tasks(project, fields=("total_predictions",))}
+    assert [counted[t] for t in ids] == [1, 1, 1, 1, 0, 0], "the imported tasks' counters are kept on this path"

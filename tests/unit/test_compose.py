@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labelstudio.server_flags import RECOMMENDED_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 SERVICES = {"postgres", "redis", "minio", "minio-init", "label-studio", "init", "lensguard", "worker", "gpu-worker"}
@@ -219,3 +221,8 @@ def test_the_image_holds_every_package_the_project_installs():
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = {arg.split()[0] for k, arg in dockerfile_instructions() if k == "COPY"}
     assert {p.rstrip("*") for p in packages} <= copied
+
+
+def test_label_studio_runs_with_every_setting_lensguard_relies_on(services):
+    env = services["label-studio"]["environment"]
+    assert {k: str(v) for k, v in RECOMMENDED_ENV.items()}.items() <= {k: str(v) for k, v in env.items()}.items()

@@ -8,8 +8,10 @@ served, checked again by each chunk right before it writes, and a chunk writes o
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 
@@ -22,7 +24,7 @@ from serving.components import build_serving, label_studio_client
 from serving.service import PredictionService
 from serving.vlm import VlmMode
 from settings import Settings, get_settings
-from training.claims import claim
+from training.claims import claim, hold_written
 from training.progress import JobProgress
 from training.queue import enqueue_vlm, release_pending, start_run
 from training.runs import Run
@@ -30,6 +32,7 @@ from training.task_reads import lacking_version, unpredicted_ids
 
 log = logging.getLogger(__name__)
 WRITE_BATCH = 256  # predictions per bulk import into Label Studio
+MAX_CARRIED_BYTES = 4096  # a planned task larger than this travels to its chunk as its id only
 
 
 @lru_cache(maxsize=1)
@@ -73,14 +76,16 @@ def start_chunks(
     run_id: str,
     project_id: int,
     version: str,
-    todo: list[int],
+    todo: Sequence[int | dict],
     settings: Settings,
     size: int = 0,
     **fields,
 ) -> dict:
     """Split `todo` into chunk jobs of `size` (default: the pre-annotation chunk size) of a new run (a run with
-    nothing to do finishes at once)."""
+    nothing to do finishes at once). `todo`: task ids, or tasks as the planning read them (see `carried`), with
+    `planned_from` in `fields` (when that read began)."""
     size = size or settings.preannotate_chunk_size
+    todo = [carried(task) for task in todo]
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if job is not None:
         connection = job.connection
@@ -90,17 +95,30 @@ def start_chunks(
     return {"status": "planned", "run": run_id, "total": len(todo), "chunks": len(chunks), "version": version}
 
 
-def chunk_job(project_id: int, run_id: str, task_ids: list[int]) -> dict:
+def carried(task: int | dict) -> int | dict:
+    """What a chunk job's arguments hold of a task: what predicting it needs, or only its id where the task is
+    large (the chunk reads it from Label Studio)."""
+    if isinstance(task, int):
+        return task
+    kept = {key: task[key] for key in ("id", "data", "meta") if task.get(key) is not None}
+    return kept if len(json.dumps(kept)) <= MAX_CARRIED_BYTES else int(task["id"])
+
+
+def task_id(task: int | dict) -> int:
+    return task if isinstance(task, int) else int(task["id"])
+
+
+def chunk_job(project_id: int, run_id: str, tasks: list[int | dict]) -> dict:
     job = get_current_job()
     run = Run.load(job.connection, run_id)
     if run.superseded():
         return {"status": "superseded"}
     settings = get_settings()
-    outcome = predict_and_write(project_id, task_ids, settings, run, owner=job.id)
+    outcome = predict_and_write(project_id, tasks, settings, run, owner=job.id)
     band = outcome.pop("band", [])
     if outcome["status"] == "done":  # counted once, when the chunk completes; a crashed attempt counts nothing
         counters = ("failed", "encoded", "read_ms", "write_ms", "total_ms")
-        run.chunk_done(job.id, {"done": len(task_ids)} | {name: outcome[name] for name in counters})
+        run.chunk_done(job.id, {"done": len(tasks)} | {name: outcome[name] for name in counters})
         if band:  # the generative VLM's jobs for the chunk's uncertain frames: after CLIP, never in its way
             outcome["vlm_job"] = enqueue_vlm(
                 job.connection, project_id, f"{job.id}-vlm", band, settings.job_timeout_seconds
@@ -115,12 +133,12 @@ def band_tasks(service: PredictionService, results: list[dict]) -> list[int]:
     return [r["task"] for r in results if "result" in r and service.vlm.config.in_band(1 - r["score"])]
 
 
-def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, run: Run, owner: str) -> dict:
+def predict_and_write(project_id: int, tasks: list[int | dict], settings: Settings, run: Run, owner: str) -> dict:
     """Predict the tasks that still lack the run's version and that this chunk claims; fetching and decoding
     batch k+1 overlaps batch k; frames whose embedding is cached are not fetched again. Predictions are written
     in bulk, `WRITE_BATCH` at a time. A re-scoring run superseded meanwhile stops before its next write. The
     result's `band`: the written tasks in the VLM band, when VLM jobs are on; `*_ms`: time spent reading from
-    Label Studio, writing to it, and in all."""
+    Label Studio, writing to it, and in all; `trusted_plan`: whether the planning read stood in for a re-read."""
     started = time.perf_counter()
     service = worker_service()
     client = _client(settings)
@@ -130,7 +148,10 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
         run.connection.hset(run.key, "superseded", time.time())
         return {"status": "superseded", "served": version}
     label_config = client.project(project_id)["label_config"]
-    todo = list(lacking_version(client, project_id, version, ids=task_ids))
+    trusted = run.plan_trusted(owner)
+    todo = [task for task in tasks if isinstance(task, dict)] if trusted else []
+    to_read = [task_id(task) for task in tasks if not trusted or isinstance(task, int)]
+    todo += lacking_version(client, project_id, version, ids=to_read) if to_read else []
     read_seconds = time.perf_counter() - started
     mine = claim(run.connection, project_id, version, [t["id"] for t in todo], owner, settings.job_timeout_seconds)
     todo = [task for task in todo if task["id"] in mine]
@@ -149,6 +170,7 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
         client.import_predictions(
             project_id, [{k: r[k] for k in ("task", "result", "score", "model_version")} for r in pending]
         )
+        hold_written(run.connection, project_id, version, [r["task"] for r in pending])
         write_seconds += time.perf_counter() - begun
         written += len(pending)
         pending.clear()
@@ -174,10 +196,11 @@ def predict_and_write(project_id: int, task_ids: list[int], settings: Settings, 
         "status": "done",
         "written": written,
         "failed": failed,
-        "already_done": len(task_ids) - len(todo),  # predicted before, claimed by another writer, or deleted
+        "already_done": len(tasks) - len(todo),  # predicted before, claimed by another writer, or deleted
         "encoded": service.pipeline.stats.encoded - encoded_before,
         "band": band,
         "read_ms": round(read_seconds * 1000),
         "write_ms": round(write_seconds * 1000),
         "total_ms": round((time.perf_counter() - started) * 1000),
+        "trusted_plan": trusted,
     }

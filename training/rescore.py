@@ -9,6 +9,7 @@ without writing and they never switch `model_version`). Old predictions stay, as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import redis
@@ -44,10 +45,10 @@ def has_cluster(task: dict) -> bool:
     return any(p.get("cluster") is not None for p in task.get("predictions") or [])
 
 
-def rescore_ids(client: LabelStudioClient, project_id: int, version: str) -> Iterator[int]:
+def rescore_tasks(client: LabelStudioClient, project_id: int, version: str) -> Iterator[dict]:
     """Unlabelled tasks without a prediction of `version`; labelled ones without any clustered prediction."""
-    yield from (task["id"] for task in lacking_version(client, project_id, version, filters=[UNLABELLED]))
-    yield from (task["id"] for task in labelled_tasks(client, project_id, ("predictions",)) if not has_cluster(task))
+    yield from lacking_version(client, project_id, version, filters=[UNLABELLED])
+    yield from (task for task in labelled_tasks(client, project_id, ("predictions",)) if not has_cluster(task))
 
 
 def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> dict:
@@ -58,10 +59,13 @@ def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> d
     settings = get_settings()
     version = worker_service().model_version(str(project_id))
     client = label_studio_client(settings, "tasks cannot be re-scored")
-    todo = list(rescore_ids(client, project_id, version))
+    planned_from = time.time()
+    todo = list(rescore_tasks(client, project_id, version))
     total = client.project(project_id).get("task_number")
     JobProgress().log(f"re-scoring {len(todo)} of {total} tasks with {version} ({reason})")
     run_id = f"run-{project_id}-rescore-{sequence}"
     size = settings.rescore_chunk_size
-    planned = start_chunks(job, run_id, project_id, version, todo, settings, size, rescore=sequence)
+    planned = start_chunks(
+        job, run_id, project_id, version, todo, settings, size, rescore=sequence, planned_from=planned_from
+    )
     return planned | server_warnings(client)

@@ -20,6 +20,7 @@ from rq import get_current_job
 from labelstudio.client import LabelStudioClient
 from serving.components import label_studio_client
 from settings import get_settings
+from training.claims import PLAN_TRUST_SECONDS
 from training.queue import CLUSTER_FUNCTION, RUN_KEY, enqueue_chunks
 
 RESCORE_SEQUENCE_KEY = "lensguard:rescore-seq:{project}"  # the newest re-scoring run's number, per project
@@ -64,6 +65,14 @@ class Run:
             return False
         self.connection.hset(self.key, "superseded", time.time())
         return True
+
+    def plan_trusted(self, job_id: str) -> bool:
+        """Whether a chunk may predict the tasks its planning job read instead of re-reading them (see
+        training.claims): on its first attempt only (a retried chunk may find its dead attempt's writes), and
+        within PLAN_TRUST_SECONDS of when that read began."""
+        first = self.connection.set(f"{self.key}:attempted:{job_id}", 1, nx=True, ex=2 * PLAN_TRUST_SECONDS)
+        planned_from = self.connection.hget(self.key, "planned_from")
+        return bool(first) and planned_from is not None and time.time() - float(planned_from) < PLAN_TRUST_SECONDS
 
     def record(self, predictions: list[dict]) -> None:
         """Remember each written prediction's cluster and score for the cluster jobs."""

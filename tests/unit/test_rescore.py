@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from models.clusters import CLUSTER_BITS, embedding_clusters, group_cluster
 from serving.components import build_serving
 from tests.services import redis_url
 from tests.unit.test_app import AUTH, TOKEN, settings_for, tasks
-from training.claims import claim
+from training.claims import PLAN_TRUST_SECONDS, claim, hold_written
+from training.preannotate import carried
 from training.queue import CLUSTERS_QUEUE, JobSerializer, start_run
 from training.runs import RESCORE_SEQUENCE_KEY, Run
 from training.synthetic import make_frames
@@ -135,6 +137,30 @@ def test_each_chunk_counts_once_and_the_last_one_starts_the_cluster_jobs(connect
     assert Queue(CLUSTERS_QUEUE, connection=connection).job_ids == ["run-6-1-cluster-0"], "after any pre-annotation"
     job = Job.fetch("run-6-1-cluster-0", connection=connection, serializer=JobSerializer)
     assert job.args[2] == [3, 2, 1], "the most uncertain first"
+
+
+def test_a_first_attempt_soon_after_its_planning_read_trusts_it_and_a_retry_reads_again(connection):
+    task = {"id": 1, "data": {"image": "/data/upload/1/a.jpg"}, "meta": {}, "annotations": [{"id": 9}]}
+    chunks = [[carried(task), carried({"id": 2, "data": {"text": "x" * 5000}})]]
+    start_run(connection, "run-8-rescore-1", 8, "v", chunks, "plan", 60, rescore=1, planned_from=time.time())
+    job = Job.fetch("run-8-rescore-1-chunk-0", connection=connection, serializer=JobSerializer)
+    assert job.args[2] == [{"id": 1, "data": task["data"], "meta": {}}, 2], "what predicting needs; a large task: its id"
+    run = Run.load(connection, "run-8-rescore-1")
+    assert run.plan_trusted("run-8-rescore-1-chunk-0")
+    assert not run.plan_trusted("run-8-rescore-1-chunk-0"), "a retry may find its dead attempt's writes"
+    connection.hset(run.key, "planned_from", time.time() - PLAN_TRUST_SECONDS - 1)
+    assert not run.plan_trusted("run-8-rescore-1-chunk-1"), "an old read is read again"
+    start_run(connection, "run-8-2", 8, "v", [[1]], "plan", 60)
+    assert not Run.load(connection, "run-8-2").plan_trusted("run-8-2-chunk-0"), "a run planned on ids reads"
+
+
+def test_a_written_task_stays_claimed_for_as_long_as_a_planning_read_is_trusted(connection):
+    assert claim(connection, 1, "v1", [1, 2], "chunk-a", 5) == {1, 2}
+    assert claim(connection, 1, "v1", [3], "chunk-a", 10 * PLAN_TRUST_SECONDS) == {3}
+    hold_written(connection, 1, "v1", [1, 3])
+    ttl = {task: connection.ttl(next(connection.scan_iter(f"lensguard:claim:1:*:{task}"))) for task in (1, 2, 3)}
+    assert ttl[1] > PLAN_TRUST_SECONDS - 5 and ttl[2] <= 5, "only the written task is held longer"
+    assert ttl[3] > 9 * PLAN_TRUST_SECONDS, "never shortened"
 
 
 def test_every_queued_function_path_names_a_function():

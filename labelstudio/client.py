@@ -45,6 +45,10 @@ class LabelStudioError(RuntimeError):
     pass
 
 
+class ActionUnavailable(LabelStudioError):
+    """The server has no Data Manager action of that id."""
+
+
 class LabelStudioClient:
     def __init__(self, url: str, api_key: str, timeout: float = 120.0, page_size: int = 500):
         self.url = url.rstrip("/")
@@ -251,6 +255,28 @@ class LabelStudioClient:
             params={"id": "retrieve_tasks_predictions", "project": project_id},
             json={"selectedItems": selected},
         )
+
+    def set_data_field(self, project_id: int, task_ids: Sequence[int], name: str, value: float) -> None:
+        """Set `data[name]` = `value` (a number) on these tasks in one request: the Data Manager's "Add Or Modify
+        Data Field" action (`add_data_field`; hidden from the UI as experimental, callable through the API),
+        which changes only that key. Raises ActionUnavailable where the server lacks it."""
+        if not task_ids:
+            return
+        response = self._http.post(
+            "/api/dm/actions",
+            params={"id": "add_data_field", "project": project_id},
+            json={
+                "selectedItems": {"all": False, "included": list(task_ids)},
+                "value_name": name,
+                "value_type": "Number",
+                "value": value,
+            },
+            headers=self.auth.header(),
+        )
+        if response.status_code >= 400 and "add_data_field" in response.text:
+            raise ActionUnavailable(f"Label Studio at {self.url} has no add_data_field action")
+        if response.status_code >= 400:
+            raise LabelStudioError(f"POST /api/dm/actions add_data_field -> HTTP {response.status_code}")
 
     def annotate(self, task_id: int, result: list[dict]) -> dict:
         return self.request("POST", f"/api/tasks/{task_id}/annotations", json={"result": result}).json()

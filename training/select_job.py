@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labelstudio.client import LabelStudioClient
+from labelstudio.client import ActionUnavailable, LabelStudioClient
 from labelstudio.label_config import parse_soiling_config
 from labelstudio.tasks import metadata_group
 from models.verdict import combine
@@ -157,32 +157,49 @@ def ranked_filter(field_name: str) -> dict:
 def write_ranks(
     client: LabelStudioClient, project_id: int, selected: list[int], field_name: str, threads: int = RANK_THREADS
 ) -> int:
-    """Rank the selected tasks in `field_name` and clear the rank of tasks an earlier selection picked: only
-    those tasks are read (a Data Manager filter on the field) and updated. Label Studio has no bulk update of
-    task data, so each changed task is one PATCH (of its whole data), `threads` at a time; unchanged ranks are
-    left alone. Returns how many tasks were updated."""
+    """Rank the selected tasks in `field_name` and clear the rank of tasks an earlier selection picked (to 0:
+    the tab shows ranks above 0); only those tasks are read (a Data Manager filter on the field), and only
+    changed ranks are written. Label Studio has no bulk update of task data with a value per task: each rank is
+    one request of its "add data field" action (one key of one task), `threads` at a time, and the cleared ranks
+    one request in all; where the server lacks that action, one PATCH per changed task. Returns how many tasks
+    were updated."""
     rank = {task_id: position + 1 for position, task_id in enumerate(selected)}
     old = {
-        t["id"]: t for t in client.iter_tasks(project_id, fields=("id", "data"), filters=[ranked_filter(field_name)])
+        t["id"]: t["data"]
+        for t in client.iter_tasks(project_id, fields=("id", "data"), filters=[ranked_filter(field_name)])
     }
-    new = {t["id"]: t for t in client.iter_tasks(project_id, fields=("id", "data"), ids=selected)} if selected else {}
-    updates: list[tuple[int, dict]] = []
-    for task_id, task in {**old, **new}.items():
-        data = dict(task.get("data") or {})
-        if task_id in rank:
-            if data.get(field_name) == rank[task_id]:
-                continue
-            data[field_name] = rank[task_id]
-        else:
-            data.pop(field_name, None)  # picked by an earlier selection, not by this one
-        updates.append((task_id, data))
+    changed = [task for task in rank if (old.get(task) or {}).get(field_name) != rank[task]]
+    cleared = [task for task in old if task not in rank]
+    try:
+        client.set_data_field(project_id, cleared, field_name, 0)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranks") as pool:
+            list(pool.map(lambda task: client.set_data_field(project_id, [task], field_name, rank[task]), changed))
+    except ActionUnavailable:
+        patch_ranks(client, project_id, rank, changed, {task: old[task] for task in cleared}, field_name, threads)
+    return len(changed) + len(cleared)
+
+
+def patch_ranks(
+    client: LabelStudioClient,
+    project_id: int,
+    rank: dict[int, int],
+    changed: list[int],
+    cleared: dict[int, dict],
+    field_name: str,
+    threads: int,
+) -> None:
+    """The fallback: each task's whole data, with its new rank or without the field, in one PATCH."""
+    data = dict(cleared)
+    for task in client.iter_tasks(project_id, fields=("id", "data"), ids=changed) if changed else ():
+        data[task["id"]] = {**task["data"], field_name: rank[task["id"]]}
+    for task in cleared:
+        data[task] = {key: value for key, value in data[task].items() if key != field_name}
+
+    def patch(task: int) -> None:
+        client.request("PATCH", f"/api/tasks/{task}", json={"data": data[task]})
+
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ranks") as pool:
-        list(
-            pool.map(
-                lambda update: client.request("PATCH", f"/api/tasks/{update[0]}", json={"data": update[1]}), updates
-            )
-        )
-    return len(updates)
+        list(pool.map(patch, data))
 
 
 def ensure_tab(client: LabelStudioClient, project_id: int, title: str, field: str) -> dict:

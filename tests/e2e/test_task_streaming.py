@@ -9,6 +9,7 @@ from labelstudio.client import LabelStudioClient
 from labelstudio.server_flags import FAST_PREDICTION_IMPORT, slow_import_warning
 from labelstudio.tasks import prediction_versions
 from lensguard.launcher import REPO_ROOT
+from training.select_job import ensure_tab, patch_ranks, rank_field, write_ranks
 from training.task_reads import UNLABELLED, UNPREDICTED, lacking_version, unpredicted_ids
 
 SOILING_XML = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
@@ -59,3 +60,31 @@ def test_label_studio_started_by_lensguard_imports_predictions_on_the_fast_path(
     )
     counted = {t["id"]: t["total_predictions"] for t in ls_client.iter_tasks(project, fields=("total_predictions",))}
     assert [counted[t] for t in ids] == [1, 1, 1, 1, 0, 0], "the imported tasks' counters are kept on this path"
+
+
+def test_selection_ranks_are_written_and_cleared_in_bulk_and_the_tab_follows(ls_client: LabelStudioClient):
+    project = ls_client.sdk.projects.create(title=f"ranks-{uuid.uuid4().hex[:6]}", label_config=SOILING_XML).id
+    rows = [{"image": f"/data/upload/1/f{i}.jpg", "camera": f"c{i}"} for i in range(12)]
+    ls_client.request("POST", f"/api/projects/{project}/import", json=rows)
+    ids = [t["id"] for t in ls_client.iter_tasks(project, fields=("id",))]
+    field = rank_field("combined")
+    view = ensure_tab(ls_client, project, "ranked", field)
+
+    def shown() -> list[int]:
+        params = {"project": project, "view": view["id"], "page_size": 100}
+        return [t["id"] for t in ls_client.request("GET", "/api/tasks", params=params).json()["tasks"]]
+
+    assert write_ranks(ls_client, project, [ids[5], ids[2], ids[9]], field) == 3
+    assert shown() == [ids[5], ids[2], ids[9]]
+    assert write_ranks(ls_client, project, [ids[2], ids[7]], field) == 4, "two ranks changed, two cleared"
+    assert shown() == [ids[2], ids[7]]
+    assert write_ranks(ls_client, project, [ids[2], ids[7]], field) == 0, "unchanged ranks are not written"
+    data = {t["id"]: t["data"] for t in ls_client.iter_tasks(project, ids=[ids[5], ids[2]])}
+    assert data[ids[5]] == {"image": rows[5]["image"], "camera": "c5", field: 0}, "the rest of the data untouched"
+    assert data[ids[2]][field] == 1 and data[ids[2]]["camera"] == "c2"
+
+    # the fallback for servers without the action: one PATCH per task, the field removed where cleared
+    patch_ranks(ls_client, project, {ids[3]: 1}, [ids[3]], {ids[2]: data[ids[2]]}, field, threads=2)
+    data = {t["id"]: t["data"] for t in ls_client.iter_tasks(project, ids=[ids[2], ids[3]])}
+    assert field not in data[ids[2]] and data[ids[3]] == {"image": rows[3]["image"], "camera": "c3", field: 1}
+    assert shown() == [ids[3], ids[7]]

@@ -144,7 +144,7 @@ def test_a_first_attempt_soon_after_its_planning_read_trusts_it_and_a_retry_read
     chunks = [[carried(task), carried({"id": 2, "data": {"text": "x" * 5000}})]]
     start_run(connection, "run-8-rescore-1", 8, "v", chunks, "plan", 60, rescore=1, planned_from=time.time())
     job = Job.fetch("run-8-rescore-1-chunk-0", connection=connection, serializer=JobSerializer)
-    assert job.args[2] == [{"id": 1, "data": task["data"], "meta": {}}, 2], "what predicting needs; a large task: its id"
+    assert job.args[2] == [{"id": 1, "data": task["data"], "meta": {}}, 2], "a large task: its id"
     run = Run.load(connection, "run-8-rescore-1")
     assert run.plan_trusted("run-8-rescore-1-chunk-0")
     assert not run.plan_trusted("run-8-rescore-1-chunk-0"), "a retry may find its dead attempt's writes"

@@ -4,7 +4,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 RUN pip install --no-cache-dir uv==0.13.8
 COPY requirements.lock pyproject.toml README.md ./
-RUN uv pip install --system --no-cache -r requirements.lock
+RUN uv pip install --system --no-cache --compile-bytecode -r requirements.lock
 COPY lensguard lensguard
 COPY backend backend
 COPY training training

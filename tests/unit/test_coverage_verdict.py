@@ -78,3 +78,111 @@ def test_the_stacker_rides_with_the_segmenter_version(tmp_path):
     verdict = stack.verdict(Verdict(0.45, 0.9, source="probe classifier"), np.array([0.6, 0, 0, 0.4]), "segmenter-x")
     assert verdict.p_before_coverage == 0.45 and verdict.source.endswith("dirt coverage by segmenter-x")
     assert verdict.p_dirty == pytest.approx(float(stack.apply(0.45, np.array([0.6, 0, 0, 0.4]))[0]))
+
+
+def job_settings(file_server, tmp_path, **changes):
+    from settings import Settings
+
+    values = {
+        "_env_file": None,
+        "label_studio_url": file_server.url,
+        "clip_model": "lensguard-tiny-ViT",
+        "clip_pretrained": None,
+        "allow_random_weights": True,
+        "device": "cpu",
+        "data_dir": tmp_path,
+        "segmenter_arch": "Unet",
+        "segmenter_encoder": "tu-test_resnet",
+        "segmenter_encoder_weights": None,
+        "segmenter_image_size": (64, 64),
+        "segmenter_epochs": 1,
+        "segmenter_batch_size": 4,
+        "segmenter_min_masked_frames": 2,
+        "segmenter_loader_workers": 0,
+        "auth": False,
+        "runtime": "torch",
+    }
+    return Settings(**(values | changes))
+
+
+def served_frames(file_server, count: int, seed: int) -> list[dict]:
+    from tests.unit.test_segmenter_families import brush_annotation
+    from training.synthetic import make_frames
+
+    tasks = []
+    for i, frame in enumerate(make_frames(count, 64, 64, dirty_fraction=0.5, seed=seed, style="realistic")):
+        file_server.files[f"/data/upload/1/c{seed}-{i}.jpg"] = frame.jpeg()
+        data = {"image": f"/data/upload/1/c{seed}-{i}.jpg", "group": f"g{i}"}
+        annotation = {"id": i + 1, "result": brush_annotation(frame.mask)}
+        tasks.append({"id": i + 1, "data": data, "annotations": [annotation]})
+    return tasks
+
+
+def test_the_segmenter_job_reports_the_coverage_verdict_judged_on_the_frozen_set(file_server, tmp_path, soiling_config):
+    from labelstudio.label_config import parse_soiling_config
+    from settings import open_model_registry
+    from training.progress import JobProgress
+    from training.train_job import train_on_tasks
+
+    settings = job_settings(
+        file_server,
+        tmp_path,
+        val_fraction=0.5,
+        eval_fraction=0.3,
+        eval_min_groups=2,
+        promotion_resamples=200,
+        coverage_verdict_band=0.5,
+    )
+    tasks = served_frames(file_server, 16, seed=7)
+    result = train_on_tasks(1, "segmenter", parse_soiling_config(soiling_config), tasks, settings, JobProgress())
+    report = result["coverage_verdict"]
+    assert report["served_verdict"] == "zero-shot CLIP" and report["unscored_frames"] == 0, report
+    evaluation = report["evaluation"]
+    assert evaluation["frames"] == result["dataset"]["evaluation"]["frames"] > 0
+    assert report["validation"]["frames"] == result["dataset"]["validation"]
+    assert {"roc_auc_without", "roc_auc_with", "difference"} <= set(evaluation), report
+    assert isinstance(report["enabled"], bool) and report["decision"]
+    version = open_model_registry(settings).versions(1, "segmenter")[-1]
+    assert version.metrics["coverage_verdict"] == report
+    assert ("coverage_stack" in version.config) == report["enabled"]
+
+
+def test_an_enabled_stacker_changes_band_frames_and_leaves_the_others(file_server, tmp_path, soiling_config):
+    from serving.components import build_serving
+    from settings import open_model_registry
+
+    settings = job_settings(file_server, tmp_path, coverage_verdict_band=0.0)
+    tasks = served_frames(file_server, 8, seed=8)
+    stack = CoverageStack((1.0, 0.0, 0.0, 0.0, 3.0), -1.5)
+    segmenter = create_segmenter(SegmenterSpec("Unet", "tu-test_resnet", None, (64, 64), device="cpu"))
+    registry = open_model_registry(settings)
+    version = registry.write_version(
+        1, "segmenter", "segmenter-20250101-000000-abcdef", segmenter.with_options(coverage_stack=stack).save, {}
+    )
+    registry.promote(version, "test")
+    service = build_serving(settings).service
+
+    def predict() -> list[dict]:
+        return service.predict(tasks, soiling_config, project="1")
+
+    def p_dirty(prediction: dict) -> float:
+        [explanation] = [r for r in prediction["result"] if r["type"] == "textarea"]
+        return float(explanation["value"]["text"][0].split("P(dirty)=")[1][:4])
+
+    before = predict()
+    distance = sorted(abs(p_dirty(p) - 0.5) for p in before)
+    service.coverage_band = (distance[3] + distance[4]) / 2  # half the frames in the band
+    after = predict()
+    changed = 0
+    for old, new in zip(before, after, strict=True):
+        [text] = [r["value"]["text"][0] for r in new["result"] if r["type"] == "textarea"]
+        assert new["model_version"] == old["model_version"] and new["model_version"].endswith(version.name)
+        if in_band(p_dirty(old), service.coverage_band):
+            changed += new["score"] != old["score"]
+            assert "dirt coverage by segmenter-20250101-000000-abcdef" in text
+            assert "the segmenter's dirt coverage was used as evidence" in text
+        else:
+            assert new == old
+        dirty = any(r["value"].get("choices") == ["dirty"] for r in new["result"] if r["type"] == "choices")
+        assert ("dirt covers" in text) == dirty  # the mask follows the final verdict
+    assert changed >= 3

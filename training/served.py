@@ -25,10 +25,11 @@ def served_scorer(pipeline: SoilingPipeline, settings: Settings, project_id: int
     registry = open_model_registry(settings)
     prompts = registry.active(project_id, PROMPTS_KIND)
     scorer = pipeline.scorer.with_prompt_set(load_prompt_set(prompts.path / PROMPTS_FILE)) if prompts else None
+    encoder = pipeline.scorer.encoder_identity
     best = ((registry.read_project_file(project_id, SERVED_FILE) or {}).get("classifier") or {}).get("kind")
     for kind in sorted(settings.serve_kinds, key=lambda kind: kind != best):
         active = registry.active(project_id, kind)
-        if active is not None:
+        if active is not None and active.config.get("encoder", encoder) == encoder:  # as serving's same_encoder
             classifier = load_version(active, settings.device)
             return partial(_score, pipeline, classifier, settings.combine, scorer), f"{kind} {active.name}"
     return partial(_score, pipeline, None, settings.combine, scorer), None

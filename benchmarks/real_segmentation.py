@@ -5,7 +5,9 @@ The dev set's masks (../shared/data/nornickel-dev, skipped when absent) are impo
 one class (`opaque` by default) for the training part, the clean frames get `clean`; Label Studio's "Start
 training" runs the webhook -> queue -> worker path. The promoted segmenter is then applied to the held-out
 frames; per-frame and mean dirt IoU and the tile-coverage error are printed, and a PNG report shows predicted
-masks over held-out frames, and synthetic soiled frames beside real dirty ones.
+masks over held-out frames, and synthetic soiled frames beside real dirty ones. A probe is trained too, so the
+segmenter job fits its coverage stacker over a served classifier; the verdict's held-out ROC-AUC is printed
+without and with the segmenter's coverage as evidence (the stacker the job fitted, enabled or not).
 
     .venv/bin/python benchmarks/real_segmentation.py [--encoder resnet18] [--size 256x160] [--epochs 40]
 """
@@ -30,10 +32,16 @@ from benchmarks._stack import (
     start_training_and_wait,
 )
 from labelstudio.brush import mask_to_rle
+from labelstudio.label_config import parse_soiling_config
+from models.coverage_stack import CoverageStack, in_band
 from models.frames import decode_image
 from models.kinds import load_version
 from models.registry import ModelRegistry
+from settings import Settings
+from training.coverage_verdict import served_p_dirty
+from training.metrics import roc_auc
 from training.segment import segmentation_metrics
+from training.served import served_pipeline, served_scorer
 from training.synthetic import make_frames
 
 THUMB = (320, 180)
@@ -67,6 +75,29 @@ def thumbnail(frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return pixels.astype(np.uint8)
 
 
+def verdict_with_coverage(stack, project: int, rows, held_out, labels, segmenter, report: dict) -> None:
+    """Held-out ROC-AUC of the served verdict without and with the segmenter's coverage (the job's stacker)."""
+    print(f"coverage verdict in the job: {report}")
+    if "stack" not in report:
+        return
+    env = {k.removeprefix("LENSGUARD_").lower(): v for k, v in stack.env.items() if k.startswith("LENSGUARD_")}
+    settings = Settings(_env_file=None, **env)
+    score, served_by = served_scorer(served_pipeline(settings), settings, project)
+    images = [(DEV_SET / rows[i]["image"]).read_bytes() for i in held_out]
+    p_dirty = served_p_dirty(score, images, parse_soiling_config(SOILING_XML).type_labels)
+    pixels = [decode_image(data, segmenter.image_size, 10**9) for data in images]
+    coverage = segmenter.frame_coverages(*segmenter.predict_with_coverage(pixels, (4, 4)))
+    coverage_stack, band, y = CoverageStack.from_dict(report["stack"]), settings.coverage_verdict_band, labels[held_out]
+    in_the_band = coverage_stack.apply_in_band(p_dirty, coverage, band)
+    print(
+        f"held-out verdict ROC-AUC ({served_by or 'zero-shot CLIP'}; {len(y)} frames, {int(y.sum())} dirty): "
+        f"without coverage {roc_auc(y, p_dirty):.3f}, with coverage in the band {band} "
+        f"({int(in_band(p_dirty, band).sum())} frames) {roc_auc(y, in_the_band):.3f}, "
+        f"with coverage on every frame {roc_auc(y, coverage_stack.apply(p_dirty, coverage)):.3f}, "
+        f"coverage alone {roc_auc(y, 1 - coverage[:, 0]):.3f}; enabled by the job: {report['enabled']}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="resnet18")
@@ -83,7 +114,7 @@ def main() -> None:
     settings = {
         "clip_model": "lensguard-tiny-ViT",
         "clip_pretrained": "none",
-        "auto_train_kinds": "segmenter",
+        "auto_train_kinds": "probe,segmenter",
         "segmenter_encoder": args.encoder,
         "segmenter_encoder_weights": "none",
         "segmenter_image_size": args.size,
@@ -98,12 +129,14 @@ def main() -> None:
         tasks = import_dev_frames(client, project, rows)
         for i in train:
             client.annotate(tasks[i]["id"], annotation(rows[i], args.label))
-        [job] = start_training_and_wait(stack, project)
+        jobs = start_training_and_wait(stack, project, kinds=2)
+        [job] = [j for j in jobs if j["kind"] == "segmenter"]
         if job["status"] != "finished" or job["result"]["status"] not in ("promoted", "kept"):
             sys.exit(f"segmenter training did not produce a version: {job}")
         print(f"trained {job['result']['version']}: validation {job['result']['metrics']}")
         version = ModelRegistry(Path(stack.env["LENSGUARD_DATA_DIR"]) / "models").active(project, "segmenter")
         segmenter = load_version(version, "cpu")
+        verdict_with_coverage(stack, project, rows, held_out, labels, segmenter, job["result"]["coverage_verdict"])
 
     frames, truths, guesses = [], [], []
     for i in held_out:

@@ -32,6 +32,11 @@ def explanation_text(result: Verdict, types: list[str]) -> str:
     )
     if result.p_classifier is not None:
         text += f"; P(dirty) by the classifier {result.p_classifier:.2f}, by zero-shot {result.p_zero_shot:.2f}"
+    if result.p_before_coverage is not None:
+        text += (
+            f"; the segmenter's dirt coverage was used as evidence: P(dirty) {result.p_before_coverage:.2f} without it,"
+            f" {result.p_dirty:.2f} with it"
+        )
     if types:
         text += "; likely " + ", ".join(f"{t} ({result.type_scores[t]:.2f})" for t in types) + " (type scores)"
     return text

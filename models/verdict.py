@@ -39,6 +39,7 @@ class Verdict:
     p_zero_shot: float | None = None
     p_classifier: float | None = None
     source: str = "zero-shot CLIP"
+    p_before_coverage: float | None = None  # set when the segmenter's coverage changed P(dirty) (coverage_stack)
 
     @property
     def is_dirty(self) -> bool:

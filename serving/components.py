@@ -174,6 +174,7 @@ def build_serving(settings: Settings) -> Serving:
         vlm,
         settings.coverage_grid,
         settings.segmenter_predraw_band,
+        settings.coverage_verdict_band,
     )
     runtime = scorer.runtime
     fidelity = f", {runtime.fidelity.describe()}" if runtime.fidelity else ""

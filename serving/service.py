@@ -18,9 +18,9 @@ from labelstudio.regions import add_dirt_mask, add_vlm_answer, note_random_weigh
 from labelstudio.tasks import TaskError, image_url, metadata_group
 from models.active_models import ActiveModels
 from models.clusters import embedding_clusters, group_cluster
+from models.coverage_stack import in_band
 from models.frames import ImageDecodeError, image_size, resize_mask
 from models.pipeline import Prepared, SoilingPipeline
-from models.segmenter.tiles import frame_coverage
 from models.verdict import CombineMode, Verdict
 from serving.vlm import VlmCascade, VlmMode
 
@@ -58,6 +58,7 @@ class PredictionService:
         vlm: VlmCascade | None = None,
         coverage_grid: tuple[int, int] = (4, 4),
         predraw_band: float = 0.0,
+        coverage_band: float = 0.0,
     ):
         self.pipeline = pipeline
         self.fetcher = fetcher
@@ -69,6 +70,7 @@ class PredictionService:
         self.vlm = vlm
         self.coverage_grid = tuple(coverage_grid)  # cols, rows of the tile coverage served with masks
         self.predraw_band = predraw_band  # frames called clean with P(dirty) >= 0.5 - band get a mask too
+        self.coverage_band = coverage_band  # P(dirty) within it of 0.5: the segmenter's coverage stacked in
         self._model_lock = threading.Lock()  # the segmenter: one frame batch at a time
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()  # time spent per stage: fetch, model, total
@@ -100,13 +102,25 @@ class PredictionService:
 
     def _dirt_masks(self, batch: PreparedTasks) -> dict[int, tuple]:
         """Per dirty or uncertain frame: (mask at the image's size, coverage per class, tile coverage, whether
-        the frame was called clean) from the project's active segmenter."""
+        the frame was called clean) from the project's active segmenter. Where the segmenter's version carries
+        an enabled coverage stacker, frames in the coverage band are segmented too and their verdicts replaced
+        by the stacked ones (in `batch.outcomes`) before masks are chosen by the final verdicts."""
         active = self.segmenters.get(batch.project) if self.segmenters else None
         if active is None:
             return {}
-        segmenter = active[1]
+        version, segmenter = active
+        stack = segmenter.coverage_stack
         image_of = dict(zip(batch.readable, batch.prepared.images, strict=True))
-        chosen = [i for i in batch.readable if self._needs_mask(batch.outcomes[i])]
+
+        def stacked(i: int) -> bool:
+            outcome = batch.outcomes[i]
+            return (
+                stack is not None
+                and isinstance(outcome, Verdict)
+                and bool(in_band(outcome.p_dirty, self.coverage_band))
+            )
+
+        chosen = [i for i in batch.readable if self._needs_mask(batch.outcomes[i]) or stacked(i)]
         unfetched = [i for i in chosen if image_of[i] is None]  # embedding cached, frame not fetched
         for i, data in zip(unfetched, self.fetcher.fetch_many([batch.urls[i] for i in unfetched]), strict=True):
             image_of[i] = data
@@ -118,10 +132,14 @@ class PredictionService:
                 self.pipeline.pixels([image_of[i] for i in chosen], segmenter.image_size), self.coverage_grid
             )
         masks = {}
-        for i, small, tile in zip(chosen, predicted, tiles, strict=True):
-            frame = tile.reshape(-1, tile.shape[-1]).mean(0) if segmenter.predicts_tiles else frame_coverage(small)
-            predrawn = not batch.outcomes[i].is_dirty
-            masks[i] = (resize_mask(small, image_size(image_of[i])), frame, tile, predrawn)
+        for i, small, tile, frame in zip(
+            chosen, predicted, tiles, segmenter.frame_coverages(predicted, tiles), strict=True
+        ):
+            if stacked(i):
+                batch.outcomes[i] = stack.verdict(batch.outcomes[i], frame, version.name)
+            if self._needs_mask(batch.outcomes[i]):
+                predrawn = not batch.outcomes[i].is_dirty
+                masks[i] = (resize_mask(small, image_size(image_of[i])), frame, tile, predrawn)
         return masks
 
     @staticmethod

@@ -148,6 +148,7 @@ class Settings(BaseSettings):
     segmenter_synthetic_style: str = "blobs"  # blobs | realistic (haze, film, condensation, splashes)
     segmenter_gate: bool = True  # minimum dirt area and per-class confidence chosen on the validation frames
     segmenter_predraw_band: float = 0.0  # also draw masks on frames called clean with P(dirty) >= 0.5 - band
+    coverage_verdict_band: float = 0.25  # with an enabled coverage stacker: P(dirty) within band of 0.5 uses coverage
     coverage_grid: Pair = (4, 4)  # COLSxROWS grid of tile-coverage metrics (TiledSoilingNet)
     tile_grid: Pair | None = None  # deprecated: ROWSxCOLS, read into coverage_grid with a warning
 

@@ -117,6 +117,9 @@ class ClassifierTrainer:
         threshold = best_threshold(labels, calibration.calibrated(raw), target) if len(set(labels)) == 2 else 0.5
         return CalibratedClassifier(model, calibration.with_threshold(threshold))
 
+    def stack(self, model: CalibratedClassifier, data: TrainingSet, val, evaluation, progress) -> tuple:
+        return model, {}
+
     def predict(self, model: Classifier, data: TrainingSet, frames: np.ndarray) -> np.ndarray:
         if model.needs == "embeddings":
             return model.predict_proba(data.embeddings[frames])

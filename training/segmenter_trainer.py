@@ -20,6 +20,7 @@ from models.registry import ModelVersion, Registry
 from models.segmenter import NUM_CLASSES, Segmenter
 from serving.components import build_fetcher
 from settings import Settings
+from training.coverage_verdict import choose_coverage_stack, predicted_coverage, served_p_dirty
 from training.frames import fetch_in_chunks, project_frame_cache, task_image, trim_frame_cache
 from training.grouping import assign_groups, dhash
 from training.loader import Joined, in_chunks
@@ -33,6 +34,7 @@ from training.segment import (
     segmenter_config,
     train_segmenter,
 )
+from training.served import served_pipeline, served_scorer
 from training.synthetic import make_frames
 
 USABLE = ("masked", "clean")
@@ -70,8 +72,10 @@ class SegmenterTrainer:
         self.settings = settings
         self.config: SegmenterConfig = segmenter_config(settings)
         self._confusions: dict[tuple[int, int], np.ndarray] = {}
+        self.tags: SoilingTags | None = None
 
     def dataset(self, tags: SoilingTags, tasks: list[dict], progress: JobProgress) -> MaskedFrames | dict:
+        self.tags = tags
         if not tags.brush:
             return {"status": "no_brush_tag", "detail": "the labeling config has no BrushLabels for dirt masks"}
         framed = [(task, frame_mask(latest_result(task), tags)) for task in tasks]
@@ -137,6 +141,37 @@ class SegmenterTrainer:
 
     def calibrate(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> Segmenter:
         return model
+
+    def stack(
+        self, model: Segmenter, data: MaskedFrames, val: np.ndarray, evaluation: np.ndarray, progress: JobProgress
+    ) -> tuple[Segmenter, dict]:
+        """The coverage verdict (training/coverage_verdict.py): the served P(dirty) of the validation and
+        evaluation frames next to this segmenter's coverage of them; the stacker rides with the version when
+        enabled."""
+        band = self.settings.coverage_verdict_band
+        if band <= 0:
+            return model, {"coverage_verdict": {"enabled": False, "decision": "LENSGUARD_COVERAGE_VERDICT_BAND is 0"}}
+        frames = np.concatenate([val, evaluation]).astype(int)
+        progress.stage("coverage as verdict evidence: served P(dirty) and coverage", total=len(frames))
+        settings, tags = self.settings, self.tags
+        score, classifier = served_scorer(served_pipeline(settings), settings, self.project_id)
+        fetched = fetch_in_chunks(
+            build_fetcher(settings), [data.tasks[i] for i in frames], lambda t: task_image(t, tags.image_key), progress
+        )
+        p_dirty = np.concatenate(
+            [np.zeros(0)] + [served_p_dirty(score, [im for _, im in chunk], tags.type_labels) for chunk in fetched]
+        )
+        coverage = predicted_coverage(model, data.pixels, frames)
+        scored = ~np.isnan(p_dirty)
+        sides = (slice(0, len(val)), slice(len(val), None))
+        parts = [(p_dirty[s][scored[s]], coverage[s][scored[s]], data.labels[frames[s]][scored[s]]) for s in sides]
+        eval_groups = [data.groups[i] for i in evaluation[scored[len(val) :]]]
+        chosen, report = choose_coverage_stack(
+            parts[0], parts[1], eval_groups, band, settings.promotion_resamples, settings.promotion_confidence
+        )
+        report |= {"served_verdict": classifier or "zero-shot CLIP", "unscored_frames": int((~scored).sum())}
+        progress.log(f"coverage verdict: {report['decision']}")
+        return (model.with_options(coverage_stack=chosen) if chosen else model), {"coverage_verdict": report}
 
     def predict(self, model: Segmenter, data: MaskedFrames, val: np.ndarray) -> list[np.ndarray]:
         """Masks at the configured size, whatever size the model (e.g. an older active one) reads."""

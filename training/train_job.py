@@ -50,6 +50,13 @@ class Trainer(Protocol):
     def calibrate(self, model: Any, data: Any, val: np.ndarray) -> Any:
         """The model as it will be served, calibrated and thresholded on the inner validation split."""
 
+    def stack(
+        self, model: Any, data: Any, val: np.ndarray, evaluation: np.ndarray, progress: JobProgress
+    ) -> tuple[Any, dict]:
+        """Evidence the model adds to another verdict (the segmenter's coverage to the frame verdict), fitted on
+        the inner validation split and judged on the frozen set: the model as it will be written, and what the
+        job's result and metrics report about it ({} for nothing)."""
+
     def predict(self, model: Any, data: Any, frames: np.ndarray) -> Any:
         """Predictions of any model of this kind (the new one or an active one) for these frames."""
 
@@ -166,6 +173,7 @@ def train_on_tasks(
     progress.log(f"frozen evaluation set v{split.version}: {data.summary['evaluation']}")
 
     model = trainer.calibrate(trainer.fit(data, train, val, progress), data, val)
+    model, stacked = trainer.stack(model, data, val, evaluation, progress)
     progress.stage("evaluating on the frozen evaluation set")
     predicted = {kind: trainer.predict(model, data, evaluation), **trainer.baselines(data, evaluation)}
     metric = trainer.metric
@@ -209,6 +217,7 @@ def train_on_tasks(
                 "decision": why,
             },
             "reason": reason,
+            **stacked,
         }
 
         def write(directory) -> dict:
@@ -232,4 +241,5 @@ def train_on_tasks(
         "promotion": document["promotion"],
         "dataset": data.summary,
         "weights": "random initialisation (pretrained weights unavailable)" if random_init else "as configured",
+        **stacked,
     }

@@ -19,14 +19,10 @@ import numpy as np
 
 from models.cascade import combine_with_vlm
 from models.frames import ImageDecodeError
-from models.kinds import load_version
-from models.pipeline import SoilingPipeline
 from models.registry import version_name
 from models.verdict import Verdict
 from models.vlm import VlmAnswer, serving_vlm
-from models.zero_shot import shared_zero_shot_scorer
-from serving.components import build_fetcher, zero_shot_config
-from serving.resources import process_embedding_cache
+from serving.components import build_fetcher
 from serving.vlm import vlm_frame
 from settings import Settings, cascade_config, open_model_registry, vlm_config
 from training.dataset import build_training_set
@@ -35,20 +31,10 @@ from training.frames import task_image
 from training.grouping import SplitError, grouped_split
 from training.metrics import binary_metrics
 from training.progress import JobProgress
+from training.served import served_pipeline, served_scorer
 
 EVAL_KIND = "vlm-eval"
 THRESHOLD = 0.5
-
-
-def _served_verdicts(pipeline, images, tags, settings: Settings, project_id: int) -> tuple[list, str | None]:
-    """The served verdicts (zero-shot plus the active classifier as served), and the classifier's name."""
-    registry = open_model_registry(settings)
-    for kind in settings.serve_kinds:
-        active = registry.active(project_id, kind)
-        if active is not None:
-            classifier = load_version(active, settings.device)
-            return pipeline.score(images, tags.type_labels, classifier, settings.combine), f"{kind} {active.name}"
-    return pipeline.score(images, tags.type_labels), None
 
 
 def run_vlm_eval(project_id: int, settings: Settings, progress: JobProgress, limit: int | None = None) -> dict:
@@ -60,8 +46,7 @@ def run_vlm_eval(project_id: int, settings: Settings, progress: JobProgress, lim
         return {"status": "vlm_off", "detail": status}
     cascade = cascade_config(settings)
     tags, tasks = export_project(project_id, settings, progress)
-    scorer = shared_zero_shot_scorer(zero_shot_config(settings))
-    pipeline = SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
+    pipeline = served_pipeline(settings)
     fetcher = build_fetcher(settings)
     data = build_training_set(tasks, tags, pipeline, fetcher, progress, thumbnail_size=160)
     if len(set(data.labels.tolist())) < 2:
@@ -77,7 +62,8 @@ def run_vlm_eval(project_id: int, settings: Settings, progress: JobProgress, lim
     if any(isinstance(image, Exception) for image in images):
         return {"status": "failed", "detail": "a labelled frame could not be fetched again"}
 
-    served, classifier_name = _served_verdicts(pipeline, images, tags, settings, project_id)
+    score, classifier_name = served_scorer(pipeline, settings, project_id)
+    served = score(images, tags.type_labels)
     p_clip = data.p_zero_shot[split]
     progress.stage(f"asking {explainer.version}", total=len(examples))
     frames = []

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.coverage_stack import CoverageStack
 from models.image_model import PixelModel
 from models.segmenter.families import build_network
 from models.segmenter.spec import NUM_CLASSES, SegmenterSpec
 from models.segmenter.stitching import blended_windows, tile_means, with_flips
+from models.segmenter.tiles import frame_coverage
 from models.zero_shot.loading import resolve_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,11 +51,13 @@ class Segmenter(PixelModel):
         device: torch.device,
         weights: str = "random",
         gate: MaskGate = MaskGate(),
+        coverage_stack: CoverageStack | None = None,
     ):
         self.model = model.to(device).eval()
         self.spec = spec
         self.weights = weights  # what the network was initialised from: a weights tag, checkpoint, or "random"
         self.gate = gate
+        self.coverage_stack = coverage_stack  # coverage as verdict evidence, enabled on the frozen set (or None)
         self.device = device
         tiles = self.tiles
         tile_w, tile_h = self.image_size[0] // tiles[0], self.image_size[1] // tiles[1]
@@ -95,9 +99,10 @@ class Segmenter(PixelModel):
         return self.weights == "random" and self.spec.encoder_weights is not None
 
     def with_options(self, **changes) -> Segmenter:
-        """The same network with other inference options (overlap, flips) or another gate."""
+        """The same network with other inference options (overlap, flips), another gate or coverage stack."""
         gate = changes.pop("gate", self.gate)
-        return Segmenter(self.model, replace(self.spec, **changes), self.device, self.weights, gate)
+        stack = changes.pop("coverage_stack", self.coverage_stack)
+        return Segmenter(self.model, replace(self.spec, **changes), self.device, self.weights, gate, stack)
 
     def _input(self, pixels: np.ndarray) -> torch.Tensor:
         """What `_probabilities` reads, cut into windows and flipped: normalised NCHW on the model's device."""
@@ -152,6 +157,13 @@ class Segmenter(PixelModel):
     def predict_coverage(self, pixels: Sequence[np.ndarray], grid: tuple[int, int]) -> np.ndarray:
         return self.predict_with_coverage(pixels, grid)[1]
 
+    def frame_coverages(self, masks: np.ndarray, tiles: np.ndarray) -> np.ndarray:
+        """N x C shares of each frame per class from `predict_with_coverage`'s output: the tile head's own
+        coverage averaged over its tiles, a segmenter's from its masks."""
+        if self.predicts_tiles:
+            return tiles.reshape(len(tiles), -1, tiles.shape[-1]).mean(1)
+        return np.stack([frame_coverage(m) for m in masks]) if len(masks) else np.zeros((0, NUM_CLASSES))
+
     def save(self, directory: Path) -> dict:
         torch.save(self.model.state_dict(), directory / "segmenter.pt")
         config = {
@@ -164,6 +176,8 @@ class Segmenter(PixelModel):
             "flips": list(self.spec.flips),
             "gate": asdict(self.gate),
         }
+        if self.coverage_stack is not None:
+            config["coverage_stack"] = self.coverage_stack.to_dict()
         network_config = getattr(self.model, "network_config", None)
         return config | ({"network": network_config} if network_config is not None else {})
 
@@ -183,7 +197,8 @@ class Segmenter(PixelModel):
         model.load_state_dict(torch.load(directory / "segmenter.pt", map_location="cpu", weights_only=True))
         gate = config.get("gate") or {}
         gate = MaskGate(float(gate.get("min_area", 0.0)), tuple(gate.get("min_confidence", (0.0, 0.0, 0.0))))
-        return cls(model, spec, resolve_device(device), config.get("weights", "random"), gate)
+        stack = CoverageStack.from_dict(config["coverage_stack"]) if config.get("coverage_stack") else None
+        return cls(model, spec, resolve_device(device), config.get("weights", "random"), gate, stack)
 
 
 def create_segmenter(spec: SegmenterSpec) -> Segmenter:

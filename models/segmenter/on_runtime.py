@@ -22,7 +22,7 @@ FIDELITY_FRAMES = 8
 
 class RuntimeSegmenter(Segmenter):
     def __init__(self, base: Segmenter, runner: ImageEncoder, fidelity: Fidelity | None = None):
-        super().__init__(base.model, base.spec, base.device, base.weights, base.gate)
+        super().__init__(base.model, base.spec, base.device, base.weights, base.gate, base.coverage_stack)
         self.runner = runner
         self.fidelity = fidelity
         self.runtime = runner.runtime

@@ -1,0 +1,45 @@
+"""What serving would say about frames, for jobs that judge something next to it: zero-shot with the project's
+promoted prompt set, combined with the classifier that serves (the kind best on the frozen set, else the first
+active one in LENSGUARD_SERVE_KINDS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from models.kinds import load_version
+from models.pipeline import SoilingPipeline
+from models.verdict import Verdict
+from models.zero_shot import load_prompt_set, shared_zero_shot_scorer
+from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
+from serving.components import SERVED_FILE, zero_shot_config
+from serving.resources import process_embedding_cache
+from settings import Settings, open_model_registry
+
+ServedScore = Callable[[Sequence[bytes], Sequence[str]], list[Verdict | Exception]]
+
+
+def served_scorer(pipeline: SoilingPipeline, settings: Settings, project_id: int) -> tuple[ServedScore, str | None]:
+    """(images, type labels) -> one verdict (or the error that stopped it) per image; and the serving
+    classifier's name (None: zero-shot alone). The models are loaded once, here."""
+    registry = open_model_registry(settings)
+    prompts = registry.active(project_id, PROMPTS_KIND)
+    scorer = pipeline.scorer.with_prompt_set(load_prompt_set(prompts.path / PROMPTS_FILE)) if prompts else None
+    encoder = pipeline.scorer.encoder_identity
+    best = ((registry.read_project_file(project_id, SERVED_FILE) or {}).get("classifier") or {}).get("kind")
+    for kind in sorted(settings.serve_kinds, key=lambda kind: kind != best):
+        active = registry.active(project_id, kind)
+        if active is not None and active.config.get("encoder", encoder) == encoder:  # as serving's same_encoder
+            classifier = load_version(active, settings.device)
+            return partial(_score, pipeline, classifier, settings.combine, scorer), f"{kind} {active.name}"
+    return partial(_score, pipeline, None, settings.combine, scorer), None
+
+
+def served_pipeline(settings: Settings) -> SoilingPipeline:
+    """Zero-shot scoring as served, on the process's embedding cache."""
+    scorer = shared_zero_shot_scorer(zero_shot_config(settings))
+    return SoilingPipeline(scorer, process_embedding_cache(settings), settings.max_image_pixels)
+
+
+def _score(pipeline, classifier, mode, scorer, images, type_labels) -> list[Verdict | Exception]:
+    return pipeline.score(images, type_labels, classifier, mode, scorer)

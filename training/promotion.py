@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+MIN_GROUPS = 5  # fewer groups and resampling them says nothing about noise (2 groups: one interval, a point)
+
 
 def bootstrap_difference(
     groups: Sequence[str],
@@ -14,14 +16,18 @@ def bootstrap_difference(
     resamples: int = 1000,
     confidence: float = 0.9,
     seed: int = 0,
+    min_groups: int = MIN_GROUPS,
 ) -> dict:
     """Resample whole groups with replacement; `difference_on(frame indices)` gives candidate minus active
-    (None where the metric is undefined, e.g. one class only). Returns the mean and the central interval."""
+    (None where the metric is undefined, e.g. one class only). Returns the mean and the central interval; no
+    interval (`low` None) from fewer than `min_groups` groups."""
     groups = np.asarray(groups)
     names = np.unique(groups)
     members = [np.flatnonzero(groups == name) for name in names]
     rng = np.random.default_rng(seed)
     observed = difference_on(np.arange(len(groups)))
+    if len(names) < min_groups:
+        return {"observed": observed, "low": None, "high": None, "confidence": confidence, "resamples": 0}
     differences = []
     for _ in range(resamples):
         picked = rng.integers(len(names), size=len(names))
@@ -46,7 +52,10 @@ def decide(new_score: float | None, active_name: str | None, difference: dict | 
     if active_name is None:
         return True, "first version"
     if new_score is None or difference is None or difference["low"] is None:
-        return False, "the evaluation set cannot tell them apart (too few frames or one class only)"
+        return False, (
+            f"the evaluation set cannot tell them apart (too few frames, fewer than {MIN_GROUPS} groups, "
+            "or one class only)"
+        )
     if difference["low"] > 0:
         return True, (
             f"better than {active_name} by {difference['observed']:+.4f} "

@@ -79,6 +79,11 @@ def test_a_candidate_better_only_on_its_own_validation_split_is_not_promoted():
     better = np.clip(labels * 0.9 + rng.normal(0.05, 0.05, 80), 0, 1)
     assert decide(1.0, "probe-old", bootstrap_difference(groups, lambda f: _auc_gap(labels, better, active, f)))[0]
     assert decide(0.5, None, None) == (True, "first version")
+    few = [g for g in groups if g in {"g0", "g1", "g2", "g3"}]  # 16 frames of 4 groups, 2 of each class
+    compared = bootstrap_difference(few, lambda f: _auc_gap(labels[:16], better[:16], active[:16], f))
+    assert compared["low"] is None, "four groups resample into a handful of distinct sets: no interval"
+    promote, why = decide(1.0, "probe-old", compared)
+    assert not promote and "groups" in why
 
 
 def _auc_gap(labels, new, old, frames):

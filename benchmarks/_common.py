@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import redis
+
+from lensguard.launcher import free_port, stop
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -92,3 +99,28 @@ def random_clip_env(
         env["LENSGUARD_ALLOWED_IMAGE_HOSTS"] = image_host
         env["LENSGUARD_ALLOWED_IMAGE_NETWORKS"] = "127.0.0.1/32"
     return env
+
+
+def benchmark_redis(url: str | None) -> str:
+    """The Redis a benchmark queues on, emptied first: `url` (a database it may flush), else a private
+    redis-server on a free port, stopped when the script exits, so a benchmark never flushes a database that the
+    tests or another benchmark are using."""
+    if url is None:
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is not installed: pass --redis URL (a database this script may flush)")
+        port = free_port()
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+        atexit.register(stop, process)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit(f"redis-server on port {port} did not start") from None
+                time.sleep(0.1)
+    redis.Redis.from_url(url).flushdb()
+    return url

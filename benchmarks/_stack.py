@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import redis
 
+from benchmarks._common import benchmark_redis
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -81,9 +81,9 @@ def inner_split(rows: list[dict], labels: np.ndarray, train_part: np.ndarray) ->
 
 
 @contextmanager
-def local_stack(state: Path, redis_db: int, settings: dict[str, str]) -> Iterator[Stack]:
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
-    redis.Redis.from_url(redis_url).flushdb()
+def local_stack(state: Path, redis: str | None, settings: dict[str, str]) -> Iterator[Stack]:
+    """`redis`: a database the stack may flush (default: a private redis-server, see `benchmark_redis`)."""
+    redis_url = benchmark_redis(redis)
     ls_port, backend_port = free_port(), free_port()
     login = LabelStudioLogin(
         f"http://127.0.0.1:{ls_port}", "bench@lensguard.local", secrets.token_hex(8), secrets.token_hex(20)

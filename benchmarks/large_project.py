@@ -43,10 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import redis
 from rq import Queue
 
-from benchmarks._common import distinct_frame, numbered_image_server, random_clip_env
+from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -298,13 +297,13 @@ def main() -> None:
     parser.add_argument("--page-sizes", default="500", help="task page sizes, one round each: 100,500")
     parser.add_argument("--base-frames", type=int, default=32)
     parser.add_argument("--model", default="lensguard-tiny-ViT")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/4")
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     parser.add_argument("--postgres", default=POSTGRES_URL, help="a server URL; a database of its own is made")
     parser.add_argument("--json", type=Path, help="also write the phases here")
     args = parser.parse_args()
     args.labelled = args.labelled if args.labelled is not None else min(2000, args.tasks // 4)
     page_sizes = [int(size) for size in args.page_sizes.split(",")]
-    redis.Redis.from_url(args.redis).flushdb()
+    args.redis = benchmark_redis(args.redis)
     images = make_frames(args.base_frames, 1280, 720, dirty_fraction=0.5, seed=7)
     frames = Frames([f.jpeg(85) for f in images], [f.is_dirty for f in images])
     host, server = numbered_image_server(frames.data)

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import redis
 
-from benchmarks._common import random_clip_env, timed
+from benchmarks._common import benchmark_redis, random_clip_env, timed
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -63,12 +62,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--model", default="ViT-B-16")
-    parser.add_argument("--redis-db", type=int, default=10)
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     args = parser.parse_args()
     print(f"making {args.frames} distinct 1280x720 frames...", flush=True)
     frames = make_frames(args.frames, 1280, 720, dirty_fraction=0.3, seed=123)
-    redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
-    redis.Redis.from_url(redis_url).flushdb()
+    redis_url = benchmark_redis(args.redis)
     rows = []
     with tempfile.TemporaryDirectory() as state_dir:
         state = Path(state_dir)

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--model", default="ViT-B-16")
     parser.add_argument("--pretrained", default="openai")
     parser.add_argument("--kind", default="probe", choices=["probe", "finetune"])
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     args = parser.parse_args()
     rows = dev_set_rows()
     if rows is None:
@@ -73,7 +73,7 @@ def main() -> None:
         "combine": "classifier",
         "auto_train_kinds": args.kind,
     }
-    with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis_db, settings) as stack:
+    with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis, settings) as stack:
         client = stack.client
         project = client.sdk.projects.create(title="nornickel-dev", label_config=SOILING_XML).id
         stack.connect(project)

@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--label", default="opaque", choices=["transparent", "semi-transparent", "opaque"])
     parser.add_argument("--report", type=Path, default=Path("real_segmentation.png"))
-    parser.add_argument("--redis-db", type=int, default=8)
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     args = parser.parse_args()
     rows = dev_set_rows()
     if rows is None:
@@ -122,7 +122,7 @@ def main() -> None:
         "segmenter_patience": "10",
         "segmenter_min_masked_frames": "5",
     }
-    with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis_db, settings) as stack:
+    with tempfile.TemporaryDirectory() as state_dir, local_stack(Path(state_dir), args.redis, settings) as stack:
         client = stack.client
         project = client.sdk.projects.create(title="nornickel-dev masks", label_config=SOILING_XML).id
         stack.connect(project)

@@ -7,7 +7,7 @@ re-scoring run. Measured: promotion -> model_version switched (every unlabelled 
 prediction), per 1,000 tasks, frames encoded again (target 0), and the time Label Studio takes afterwards to
 store the cluster ids one prediction at a time (its bulk import drops them). Target: under 60 s for 10k tasks.
 
-    .venv/bin/python -m benchmarks.rescore_after_promotion --tasks 10000 --redis redis://127.0.0.1:6395/3
+    .venv/bin/python -m benchmarks.rescore_after_promotion --tasks 10000
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
-
-from benchmarks._common import distinct_frame, numbered_image_server, random_clip_env
+from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -55,11 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--model", default="lensguard-tiny-ViT", help="the re-scoring never runs its image tower")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--wait-clusters", action="store_true", help="also time storing the cluster ids")
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis).flushdb()
+    args.redis = benchmark_redis(args.redis)
     frames = [f.jpeg() for f in make_frames(64, 320, 180, dirty_fraction=0.3, seed=5)]
     host, server = numbered_image_server(lambda index: distinct_frame(frames, index))
     with tempfile.TemporaryDirectory() as state_dir:

@@ -17,7 +17,7 @@ predictions); with the cascade on the chunks also pick their band frames and que
 takes from the VLM queue once the CLIP chunks are done (their time is printed apart). The VLM there is the tiny
 random Qwen2-VL forced on CPU: the figure is the cascade's cost to CLIP throughput, not the VLM's speed.
 
-    .venv/bin/python benchmarks/vlm_cascade.py --part preannotate [--frames 200] [--redis redis://127.0.0.1:6379/12]
+    .venv/bin/python benchmarks/vlm_cascade.py --part preannotate [--frames 200] [--redis URL]
 """
 
 from __future__ import annotations
@@ -115,9 +115,7 @@ def preannotate_rows(args) -> list[str]:
     import secrets
     from pathlib import Path
 
-    import redis
-
-    from benchmarks._common import random_clip_env
+    from benchmarks._common import benchmark_redis, random_clip_env
     from benchmarks.preannotate import run
     from labelstudio.client import LabelStudioClient
     from lensguard.launcher import (
@@ -135,7 +133,7 @@ def preannotate_rows(args) -> list[str]:
     from training.synthetic import make_frames
 
     config_xml = (REPO_ROOT / "labeling_config" / "soiling.xml").read_text()
-    redis.Redis.from_url(args.redis).flushdb()
+    args.redis = benchmark_redis(args.redis)
     rows = []
     with tempfile.TemporaryDirectory() as state_dir:
         state = Path(state_dir)
@@ -205,7 +203,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["explainer", "preannotate"], default="explainer")
     parser.add_argument("--frames", type=int, default=200, help="preannotate: frames per run")
     parser.add_argument("--model", default="ViT-B-16", help="preannotate: the CLIP model (random weights)")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="preannotate: a Redis database to flush")
+    parser.add_argument("--redis", help="a Redis database it may flush (default: a private redis-server)")
     parser.add_argument("--families", default="qwen2-vl,blip2")
     parser.add_argument("--architectures", default="tiny,default")
     parser.add_argument("--batches", default="1,8")

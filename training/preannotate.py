@@ -56,9 +56,12 @@ def plan_job(project_id: int, mode: str = "missing", reason: str = "manual") -> 
     version = worker_service().model_version(str(project_id))
     client = _client(settings)
     todo = list(unpredicted_ids(client, project_id, version, mode))
-    total = client.project(project_id).get("task_number")
-    JobProgress().log(f"{len(todo)} of {total} tasks to pre-annotate with {version} ({mode}, {reason})")
-    planned = start_chunks(job, f"run-{project_id}-{int(time.time() * 1000)}", project_id, version, todo, settings)
+    project = client.project(project_id)
+    JobProgress().log(
+        f"{len(todo)} of {project.get('task_number')} tasks to pre-annotate with {version} ({mode}, {reason})"
+    )
+    run_id = f"run-{project_id}-{int(time.time() * 1000)}"
+    planned = start_chunks(job, run_id, project_id, version, todo, settings, label_config=project["label_config"])
     return planned | server_warnings(client)
 
 
@@ -147,7 +150,7 @@ def predict_and_write(project_id: int, tasks: list[int | dict], settings: Settin
     if run.rescore is not None and version != run.version:  # a newer promotion serves already
         run.connection.hset(run.key, "superseded", time.time())
         return {"status": "superseded", "served": version}
-    label_config = client.project(project_id)["label_config"]
+    label_config = run.label_config or client.project(project_id)["label_config"]
     trusted = run.plan_trusted(owner)
     todo = [task for task in tasks if isinstance(task, dict)] if trusted else []
     to_read = [task_id(task) for task in tasks if not trusted or isinstance(task, int)]

@@ -255,7 +255,7 @@ def start_run(
     chunks: list[list[int | dict]],
     plan_job_id: str,
     timeout_seconds: int,
-    **fields: str | int,
+    **fields: str | int | float,
 ) -> None:
     """A batch run (pre-annotation, re-scoring with `rescore`=its sequence number): its counters (shown as a
     job) and one chunk job per list of task ids."""

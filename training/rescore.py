@@ -61,11 +61,20 @@ def plan_rescore(project_id: int, sequence: int, reason: str = "promotion") -> d
     client = label_studio_client(settings, "tasks cannot be re-scored")
     planned_from = time.time()
     todo = list(rescore_tasks(client, project_id, version))
-    total = client.project(project_id).get("task_number")
-    JobProgress().log(f"re-scoring {len(todo)} of {total} tasks with {version} ({reason})")
+    project = client.project(project_id)
+    JobProgress().log(f"re-scoring {len(todo)} of {project.get('task_number')} tasks with {version} ({reason})")
     run_id = f"run-{project_id}-rescore-{sequence}"
     size = settings.rescore_chunk_size
     planned = start_chunks(
-        job, run_id, project_id, version, todo, settings, size, rescore=sequence, planned_from=planned_from
+        job,
+        run_id,
+        project_id,
+        version,
+        todo,
+        settings,
+        size,
+        rescore=sequence,
+        planned_from=planned_from,
+        label_config=project["label_config"],
     )
     return planned | server_warnings(client)

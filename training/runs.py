@@ -46,6 +46,7 @@ class Run:
     version: str
     chunks: int
     rescore: int | None  # a re-scoring run's number; None for a pre-annotation run
+    label_config: str | None = None  # the project's, as its planning job read it (a chunk need not ask again)
 
     @classmethod
     def load(cls, connection: redis.Redis, run_id: str) -> Run:
@@ -53,7 +54,8 @@ class Run:
         if not raw:
             raise LookupError(f"run {run_id} is unknown (expired?)")
         rescore = int(raw["rescore"]) if "rescore" in raw else None
-        return cls(connection, run_id, int(raw["project"]), raw["version"], int(raw["chunks"]), rescore)
+        project, version, chunks = int(raw["project"]), raw["version"], int(raw["chunks"])
+        return cls(connection, run_id, project, version, chunks, rescore, raw.get("label_config"))
 
     @property
     def key(self) -> str:

@@ -2,8 +2,9 @@
 of workers, any machines sharing Redis and the model directory) predict and write back in bulk.
 
 Resumable and idempotent: a task is skipped when Label Studio already holds a prediction of the version being
-served, checked again by each chunk right before it writes, and a chunk writes only the tasks it claimed
-(training.claims), so a retried or duplicated chunk, or a run beside it, adds nothing twice.
+served, checked again by each chunk right before it writes (unless its planning read is recent enough to trust,
+see training.claims), and a chunk writes only the tasks it claimed, so a retried or duplicated chunk, or a run
+beside it, adds nothing twice.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -112,6 +114,8 @@ def benchmark_redis(url: str | None) -> str:
         command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
         atexit.register(stop, process)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # `timeout` and `kill`: clean up as on Ctrl-C
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 30
         while True:

@@ -24,7 +24,7 @@ from training.grouping import assign_groups, dhash
 from training.preannotate import worker_service
 from training.progress import JobProgress
 from training.selection import TAB_TITLES, Pool, ranked, suppress_near_duplicates
-from training.task_reads import read_ahead, unlabelled_tasks
+from training.task_reads import unlabelled_tasks
 
 RANK_THREADS = 8  # concurrent rank updates
 
@@ -126,8 +126,7 @@ def run_selection(
     client = label_studio_client(settings, "frames cannot be selected")
     label_config = client.project(project_id)["label_config"]
     parse_soiling_config(label_config)
-    tasks = read_ahead(unlabelled_tasks(client, project_id))  # the next page is read while this one is scored
-    frames, pool = build_pool(tasks, label_config, str(project_id), progress)
+    frames, pool = build_pool(unlabelled_tasks(client, project_id), label_config, str(project_id), progress)
     progress.log(f"{len(frames.ids)} unlabelled frames scored; strategy {strategy}, budget {budget}")
     chosen = np.zeros(0, dtype=int)
     if frames.ids:

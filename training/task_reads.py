@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 from labelstudio.client import LabelStudioClient
 from labelstudio.tasks import prediction_versions
@@ -16,7 +12,6 @@ UNLABELLED = {"filter": "filter:tasks:total_annotations", "operator": "equal", "
 LABELLED = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
 UNPREDICTED = {"filter": "filter:tasks:total_predictions", "operator": "equal", "type": "Number", "value": 0}
 PREDICTION_FIELDS = ("id", "data", "meta", "predictions_model_versions")  # what predicting a task needs
-READ_AHEAD = 1000  # tasks a background reader keeps ready (two pages)
 LABELLED_PAGE = 100  # labelled tasks come with their annotations (and predictions: brush RLEs): smaller pages
 
 
@@ -65,49 +60,3 @@ def labelled_tasks(client: LabelStudioClient, project: int, fields: Sequence[str
 def unlabelled_tasks(client: LabelStudioClient, project: int) -> Iterator[dict]:
     """Tasks without a (non-cancelled) annotation: id, data and meta."""
     yield from client.iter_tasks(project, fields=("id", "data", "meta"), filters=[UNLABELLED])
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
-
-
-_END = object()
-
-
-def read_ahead(items: Iterable[T], buffered: int = READ_AHEAD) -> Iterator[T]:
-    """The items of `items` in order, read by a background thread up to `buffered` ahead, so that Label Studio
-    serves the next page while the caller works on this one. The reader's error is raised here; a caller that
-    stops early stops the reader too."""
-    box: queue.Queue = queue.Queue(maxsize=buffered)
-    stopped = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stopped.is_set():
-            try:
-                box.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the caller's thread
-            put(_Failed(exc))
-
-    threading.Thread(target=read, name="read-ahead", daemon=True).start()
-    try:
-        while (item := box.get()) is not _END:
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stopped.set()

@@ -3,21 +3,16 @@ Manager's version list is read exactly (or flagged as cut), selection stays boun
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from labelstudio.client import LabelStudioError
 from labelstudio.tasks import VERSIONS_SHOWN, prediction_versions
 from models.embedding_cache import EmbeddingCache
 from serving.components import build_serving
 from tests.unit.test_app import TOKEN, settings_for, tasks
 from training.selection import Pool, k_center_greedy, select, suppress_near_duplicates
 from training.synthetic import make_frames
-from training.task_reads import read_ahead
 
 SOILING_XML = (Path(__file__).resolve().parents[2] / "labeling_config" / "soiling.xml").read_text()
 
@@ -81,46 +76,3 @@ def test_suppression_stops_at_the_budget_and_selection_spans_a_large_pool():
     twins = np.concatenate([points[:1], points[:1], points[1:3]])
     kept = suppress_near_duplicates(np.arange(4), list("abcd"), twins, limit=2)
     assert kept.tolist() == [0, 2], "the twin is suppressed and the budget stops the scan"
-
-
-def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_with_its_caller():
-    assert list(read_ahead(iter(range(2500)), buffered=7)) == list(range(2500))
-
-    def failing():
-        yield 1
-        raise LabelStudioError("GET /api/tasks -> HTTP 502")
-
-    reader = read_ahead(failing())
-    assert next(reader) == 1
-    with pytest.raises(LabelStudioError, match="502"):
-        next(reader)
-
-    produced = []
-
-    def counted():
-        for i in range(10_000):
-            produced.append(i)
-            yield i
-
-    reader = read_ahead(counted(), buffered=5)
-    assert next(reader) == 0
-    reader.close()  # the caller stops early
-    time.sleep(0.5)
-    stalled = len(produced)
-    time.sleep(0.5)
-    assert stalled == len(produced) < 20, "the reader stopped too, a few items ahead at most"
-
-
-def test_read_ahead_reads_the_next_page_while_the_caller_works_on_this_one():
-    next_page_read = threading.Event()
-
-    def pages():
-        yield "page 1"
-        yield "page 2"
-        next_page_read.set()
-        yield "page 3"
-
-    reader = read_ahead(pages())
-    assert next(reader) == "page 1"
-    assert next_page_read.wait(timeout=30), "page 3 was read before the caller asked for page 2"
-    assert list(reader) == ["page 2", "page 3"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import redis
 
@@ -17,7 +18,7 @@ from models.classifier.on_runtime import on_runtime as classifier_on_runtime
 from models.classifier.timm_classifier import TimmClassifier
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
-from models.registry import ModelVersion
+from models.registry import ModelVersion, Registry
 from models.runtimes import FidelityError, FidelityFloors, RuntimeUnavailableError
 from models.runtimes.factory import REFERENCE
 from models.segmenter import Segmenter
@@ -114,6 +115,20 @@ def model_on_runtime(model, version: ModelVersion, runtime: str, settings: Setti
     return CalibratedClassifier(fast, model.calibration) if inner is not model else fast
 
 
+def served_kind(registry: Registry, project: int | str) -> str | None:
+    """The classifier kind that was best on the project's frozen evaluation set (SERVED_FILE), if one was."""
+    record = registry.read_project_file(project, SERVED_FILE) or {}
+    return (record.get("classifier") or {}).get("kind")
+
+
+def same_encoder(version: ModelVersion, encoder: str) -> bool:
+    """Whether a classifier version was trained on embeddings of the `encoder` being served (else not used)."""
+    trained_on = version.config.get("encoder", encoder)
+    if trained_on != encoder:
+        log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
+    return trained_on == encoder
+
+
 def build_serving(settings: Settings) -> Serving:
     serving = Serving(settings=settings)
     try:
@@ -137,27 +152,22 @@ def build_serving(settings: Settings) -> Serving:
     registry = open_model_registry(settings)
     encoder = scorer.encoder_identity
 
-    def same_encoder(version: ModelVersion) -> bool:
-        trained_on = version.config.get("encoder", encoder)
-        if trained_on != encoder:
-            log.warning("%s was trained on %s embeddings, serving %s: not used", version.name, trained_on, encoder)
-        return trained_on == encoder
-
     read_at: dict[str, tuple[float, str | None]] = {}  # per project: when served.json was read, and its kind
 
     def best_kind(project: str) -> str | None:
         """The classifier kind best on the project's evaluation set, re-read at most every poll interval."""
         when, kind = read_at.get(project, (float("-inf"), None))
         if time.monotonic() - when >= registry.poll_seconds:
-            record = registry.read_project_file(project, SERVED_FILE) or {}
-            kind = (record.get("classifier") or {}).get("kind")
+            kind = served_kind(registry, project)
             read_at[project] = (time.monotonic(), kind)
         return kind
 
     def load_model(version: ModelVersion):
         return model_on_runtime(load_version(version, settings.device), version, scorer.runtime.runtime, settings)
 
-    classifiers = ActiveModels(registry, settings.serve_kinds, load_model, same_encoder, best_kind)
+    classifiers = ActiveModels(
+        registry, settings.serve_kinds, load_model, partial(same_encoder, encoder=encoder), best_kind
+    )
     prompt_sets = ActiveModels(
         registry, [PROMPTS_KIND], lambda v: scorer.with_prompt_set(load_prompt_set(v.path / PROMPTS_FILE))
     )

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from models.active_models import ActiveModels
 from models.kinds import load_version
 from models.pipeline import SoilingPipeline
 from models.verdict import Verdict
 from models.zero_shot import load_prompt_set, shared_zero_shot_scorer
 from models.zero_shot.prompts import PROMPTS_FILE, PROMPTS_KIND
-from serving.components import SERVED_FILE, zero_shot_config
+from serving.components import same_encoder, served_kind, zero_shot_config
 from serving.resources import process_embedding_cache
 from settings import Settings, open_model_registry
 
@@ -21,18 +22,21 @@ ServedScore = Callable[[Sequence[bytes], Sequence[str]], list[Verdict | Exceptio
 
 def served_scorer(pipeline: SoilingPipeline, settings: Settings, project_id: int) -> tuple[ServedScore, str | None]:
     """(images, type labels) -> one verdict (or the error that stopped it) per image; and the serving
-    classifier's name (None: zero-shot alone). The models are loaded once, here."""
+    classifier's name (None: zero-shot alone). The models are loaded once, here, chosen as serving chooses."""
     registry = open_model_registry(settings)
     prompts = registry.active(project_id, PROMPTS_KIND)
     scorer = pipeline.scorer.with_prompt_set(load_prompt_set(prompts.path / PROMPTS_FILE)) if prompts else None
-    encoder = pipeline.scorer.encoder_identity
-    best = ((registry.read_project_file(project_id, SERVED_FILE) or {}).get("classifier") or {}).get("kind")
-    for kind in sorted(settings.serve_kinds, key=lambda kind: kind != best):
-        active = registry.active(project_id, kind)
-        if active is not None and active.config.get("encoder", encoder) == encoder:  # as serving's same_encoder
-            classifier = load_version(active, settings.device)
-            return partial(_score, pipeline, classifier, settings.combine, scorer), f"{kind} {active.name}"
-    return partial(_score, pipeline, None, settings.combine, scorer), None
+    classifiers = ActiveModels(
+        registry,
+        settings.serve_kinds,
+        lambda version: load_version(version, settings.device),
+        partial(same_encoder, encoder=pipeline.scorer.encoder_identity),
+        partial(served_kind, registry),
+        poll_seconds=0,
+    )
+    active = classifiers.get(str(project_id))
+    classifier, name = (active[1], f"{active[0].kind} {active[0].name}") if active else (None, None)
+    return partial(_score, pipeline, classifier, settings.combine, scorer), name
 
 
 def served_pipeline(settings: Settings) -> SoilingPipeline:

@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from lensguard.launcher import free_port, stop
+from settings import Settings
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -101,6 +102,12 @@ def random_clip_env(
         env["LENSGUARD_ALLOWED_IMAGE_HOSTS"] = image_host
         env["LENSGUARD_ALLOWED_IMAGE_NETWORKS"] = "127.0.0.1/32"
     return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings that processes started with `env` read (its `LENSGUARD_*` variables, no .env file)."""
+    ours = {k.removeprefix("LENSGUARD_").lower(): v for k, v in env.items() if k.startswith("LENSGUARD_")}
+    return Settings(_env_file=None, **ours)
 
 
 def benchmark_redis(url: str | None) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from rq import Queue
 
-from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env
+from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env, settings_of
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -61,7 +61,6 @@ from lensguard.launcher import (
 from lensguard.postgres import PostgresDatabase
 from models.embedding_cache import EmbeddingCache, content_hash
 from serving.components import build_serving
-from settings import Settings
 from training.prompt_job import use_prompt_set
 from training.queue import CLUSTERS_QUEUE, JobQueue
 from training.synthetic import make_frames
@@ -329,7 +328,7 @@ def main() -> None:
                 "LENSGUARD_TRAIN_RETRIES": "0",
                 "LENSGUARD_API_TOKEN": secrets.token_urlsafe(24),
             }
-            settings = Settings(_env_file=None, **{k.removeprefix("LENSGUARD_").lower(): v for k, v in env.items()})
+            settings = settings_of(env)
             service = build_serving(settings).service
             base_vectors = np.stack(service.pipeline.embed(frames.base))
             version = service.model_version(None)

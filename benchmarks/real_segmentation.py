@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks._common import settings_of
 from benchmarks._stack import (
     DEV_SET,
     SOILING_XML,
@@ -37,7 +38,6 @@ from models.coverage_stack import CoverageStack, in_band
 from models.frames import decode_image
 from models.kinds import load_version
 from models.registry import ModelRegistry
-from settings import Settings
 from training.coverage_verdict import served_p_dirty
 from training.metrics import roc_auc
 from training.segment import segmentation_metrics
@@ -80,8 +80,7 @@ def verdict_with_coverage(stack, project: int, rows, held_out, labels, segmenter
     print(f"coverage verdict in the job: {report}")
     if "stack" not in report:
         return
-    env = {k.removeprefix("LENSGUARD_").lower(): v for k, v in stack.env.items() if k.startswith("LENSGUARD_")}
-    settings = Settings(_env_file=None, **env)
+    settings = settings_of(stack.env)
     score, served_by = served_scorer(served_pipeline(settings), settings, project)
     images = [(DEV_SET / rows[i]["image"]).read_bytes() for i in held_out]
     p_dirty = served_p_dirty(score, images, parse_soiling_config(SOILING_XML).type_labels)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env
+from benchmarks._common import benchmark_redis, distinct_frame, numbered_image_server, random_clip_env, settings_of
 from labelstudio.client import LabelStudioClient
 from lensguard.launcher import (
     REPO_ROOT,
@@ -31,7 +31,6 @@ from lensguard.launcher import (
     stop,
     wait_healthy,
 )
-from settings import Settings
 from training.prompt_job import use_prompt_set
 from training.queue import JobQueue
 from training.synthetic import make_frames
@@ -75,7 +74,7 @@ def main() -> None:
                 **random_clip_env(login.url, pat, args.model, state / "lensguard", args.redis, host),
                 "LENSGUARD_PREANNOTATE_CHUNK_SIZE": str(args.chunk_size),
             }
-            settings = Settings(_env_file=None, **{k.removeprefix("LENSGUARD_").lower(): v for k, v in env.items()})
+            settings = settings_of(env)
             client = LabelStudioClient(login.url, pat)
             project = client.sdk.projects.create(title="rescore benchmark", label_config=CONFIG).id
             rows = [{"image": f"http://{host}/{i}.jpg"} for i in range(args.tasks)]
